@@ -1,0 +1,290 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/DataDog/datadog-api-client-go/v2/api/datadog"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const (
+	configPath  = "config"
+	defaultSite = "datadoghq.com"
+)
+
+// datadogConfig is the identity the engine acts as. Stored seal-wrapped.
+type datadogConfig struct {
+	APIKey      string `json:"api_key"`
+	AppKey      string `json:"app_key"`
+	Site        string `json:"site"`
+	APIURL      string `json:"api_url,omitempty"`
+	OwnerID     string `json:"owner_id"`
+	OwnerHandle string `json:"owner_handle,omitempty"`
+}
+
+// baseURL is where the engine's Datadog calls go, as reported to clients.
+func (c *datadogConfig) baseURL() string {
+	if c.APIURL != "" {
+		return c.APIURL
+	}
+	return "https://api." + c.Site
+}
+
+func pathConfig(b *datadogBackend) *framework.Path {
+	return &framework.Path{
+		Pattern: configPath,
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"api_key": {
+				Type:        framework.TypeString,
+				Description: "Datadog API key of the organisation (32 hex characters). Write-only: never returned.",
+				DisplayAttrs: &framework.DisplayAttributes{
+					Name:      "API key",
+					Sensitive: true,
+				},
+			},
+			"app_key": {
+				Type: framework.TypeString,
+				Description: "Datadog application key of the identity that will own issued keys; it needs the " +
+					"user_app_keys permission, and api_keys_write/api_keys_delete for per-lease API keys. Write-only: never returned.",
+				DisplayAttrs: &framework.DisplayAttributes{
+					Name:      "Application key",
+					Sensitive: true,
+				},
+			},
+			"site": {
+				Type:          framework.TypeString,
+				Default:       defaultSite,
+				AllowedValues: stringsToAny(datadogSites()),
+				Description:   "Datadog site of the organisation, one of: " + strings.Join(datadogSites(), ", ") + ".",
+			},
+			"api_url": {
+				Type: framework.TypeString,
+				Description: "Optional base URL of the Datadog API (for a proxy or an emulator), such as " +
+					"https://dd-proxy.internal:8443. Overrides site for API calls. http:// is allowed only for loopback hosts.",
+				DisplayAttrs: &framework.DisplayAttributes{Name: "API URL"},
+			},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.pathConfigRead,
+				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: "configuration"},
+			},
+			logical.CreateOperation: &framework.PathOperation{
+				Callback:     b.pathConfigWrite,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
+			},
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:     b.pathConfigWrite,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
+			},
+			logical.DeleteOperation: &framework.PathOperation{
+				Callback:     b.pathConfigDelete,
+				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: "configuration"},
+			},
+		},
+		ExistenceCheck:  b.pathConfigExists,
+		HelpSynopsis:    pathConfigHelpSyn,
+		HelpDescription: pathConfigHelpDesc,
+	}
+}
+
+func getConfig(ctx context.Context, s logical.Storage) (*datadogConfig, error) {
+	entry, err := s.Get(ctx, configPath)
+	if err != nil || entry == nil {
+		return nil, err
+	}
+	cfg := new(datadogConfig)
+	if err := entry.DecodeJSON(cfg); err != nil {
+		return nil, fmt.Errorf("error reading Datadog configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+func (b *datadogBackend) pathConfigExists(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
+	cfg, err := getConfig(ctx, req.Storage)
+	return cfg != nil, err
+}
+
+func (b *datadogBackend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	cfg, err := getConfig(ctx, req.Storage)
+	if err != nil || cfg == nil {
+		return nil, err
+	}
+	return &logical.Response{Data: map[string]interface{}{
+		"site":          cfg.Site,
+		"api_url":       cfg.APIURL,
+		"owner_id":      cfg.OwnerID,
+		"owner_handle":  cfg.OwnerHandle,
+		"api_key_last4": last4(cfg.APIKey),
+		"app_key_last4": last4(cfg.AppKey),
+	}}, nil
+}
+
+func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	cfg, err := getConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if cfg == nil {
+		cfg = &datadogConfig{Site: defaultSite}
+	}
+	if v, ok := d.GetOk("api_key"); ok {
+		cfg.APIKey = strings.TrimSpace(v.(string))
+	}
+	if v, ok := d.GetOk("app_key"); ok {
+		cfg.AppKey = strings.TrimSpace(v.(string))
+	}
+	if v, ok := d.GetOk("site"); ok {
+		cfg.Site = strings.ToLower(strings.TrimSpace(v.(string)))
+	}
+	if v, ok := d.GetOk("api_url"); ok {
+		cfg.APIURL = strings.TrimRight(strings.TrimSpace(v.(string)), "/")
+	}
+
+	switch {
+	case cfg.APIKey == "":
+		return logical.ErrorResponse("api_key is required: the Datadog API key of the organisation"), nil
+	case cfg.AppKey == "":
+		return logical.ErrorResponse("app_key is required: a Datadog application key of the identity that will own issued keys"), nil
+	case !slices.Contains(datadogSites(), cfg.Site):
+		return logical.ErrorResponse("site %q is not a Datadog site; allowed: %s", cfg.Site, strings.Join(datadogSites(), ", ")), nil
+	}
+	if cfg.APIURL != "" {
+		if _, _, err := parseAPIURL(cfg.APIURL); err != nil {
+			return logical.ErrorResponse(err.Error()), nil
+		}
+	}
+
+	client, err := b.newClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	owner, resp, err := verifyKeys(ctx, client, cfg)
+	if resp != nil || err != nil {
+		return resp, err
+	}
+	cfg.OwnerID, cfg.OwnerHandle = owner.ID, owner.Handle
+
+	entry, err := logical.StorageEntryJSON(configPath, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := req.Storage.Put(ctx, entry); err != nil {
+		return nil, err
+	}
+	b.reset()
+	return nil, nil
+}
+
+// verifyKeys checks each key against Datadog so that a bad key is refused at
+// write time, naming the key that failed, instead of at the first creds read.
+func verifyKeys(ctx context.Context, client datadogAPI, cfg *datadogConfig) (identity, *logical.Response, error) {
+	rejected := func(err error) bool {
+		s := httpStatus(err)
+		return s == http.StatusUnauthorized || s == http.StatusForbidden
+	}
+	if err := client.CheckAPIKey(ctx); err != nil {
+		if rejected(err) {
+			return identity{}, logical.ErrorResponse("api_key was rejected by Datadog at %s (%v); check the key and the site", cfg.baseURL(), err), nil
+		}
+		return identity{}, nil, fmt.Errorf("error validating api_key with Datadog at %s: %w", cfg.baseURL(), err)
+	}
+	owner, err := client.CurrentUser(ctx)
+	if err != nil {
+		if rejected(err) {
+			return identity{}, logical.ErrorResponse("app_key was rejected by Datadog at %s (%v); check the key belongs to the same organisation as api_key", cfg.baseURL(), err), nil
+		}
+		return identity{}, nil, fmt.Errorf("error validating app_key with Datadog at %s: %w", cfg.baseURL(), err)
+	}
+	return owner, nil, nil
+}
+
+func (b *datadogBackend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	if err := req.Storage.Delete(ctx, configPath); err != nil {
+		return nil, err
+	}
+	b.reset()
+	return nil, nil
+}
+
+// datadogSites is the client's own list of Datadog sites, so that the plugin
+// accepts exactly what the client can reach.
+func datadogSites() []string {
+	return datadog.NewConfiguration().Servers[0].Variables["site"].EnumValues
+}
+
+// parseAPIURL checks an api_url and splits it into the host and scheme that
+// client-go overrides. Plain http would expose the keys on the network, so it
+// is allowed only for loopback hosts such as a local emulator.
+func parseAPIURL(raw string) (host, scheme string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.Hostname() == "" {
+		return "", "", fmt.Errorf("api_url %q is not an absolute URL such as https://api.datadoghq.com", raw)
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", "", fmt.Errorf("api_url %q must be a scheme and host only, without path, query or credentials", raw)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			return "", "", fmt.Errorf("api_url %q must use https: http:// is allowed only for loopback hosts (127.0.0.1, ::1, localhost)", raw)
+		}
+	default:
+		return "", "", fmt.Errorf("api_url %q must use https (or http for a loopback host)", raw)
+	}
+	return u.Host, u.Scheme, nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func last4(secret string) string {
+	if len(secret) < 4 {
+		return ""
+	}
+	return secret[len(secret)-4:]
+}
+
+func stringsToAny(values []string) []interface{} {
+	out := make([]interface{}, len(values))
+	for i, v := range values {
+		out[i] = v
+	}
+	return out
+}
+
+// errNotConfigured is the user-facing answer when config was never written.
+var errNotConfigured = errors.New("the Datadog secrets engine is not configured: write its config path first")
+
+const pathConfigHelpSyn = `Configure the Datadog identity and site the engine uses.`
+
+const pathConfigHelpDesc = `
+The engine creates every credential it issues as this identity: application
+keys are owned by the user (or service account) of app_key, and API keys are
+created in the organisation of api_key. On write, both keys are checked against
+Datadog and the owner's user id is stored; a rejected key gives an error naming
+it.
+
+api_key and app_key are write-only: reads return only their last four
+characters. The configuration is stored seal-wrapped.
+
+Use site for a Datadog region (datadoghq.eu, us3.datadoghq.com, ...), or api_url
+for a proxy or a local emulator.
+`
