@@ -2,16 +2,14 @@ package backend
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulator"
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulatortest"
 )
 
 // testEnv is a backend on in-memory storage talking to an emulator on
@@ -19,20 +17,14 @@ import (
 type testEnv struct {
 	b       *datadogBackend
 	storage logical.Storage
-	emu     *emulator.Emulator
+	emu     *emulatortest.Server
 	url     string
-	calls   atomic.Int64 // requests the emulator received
 }
 
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
-	env := &testEnv{emu: emulator.New(emulator.Options{})}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		env.calls.Add(1)
-		env.emu.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	env.url = srv.URL
+	env := &testEnv{emu: emulatortest.Start(t, emulator.Options{})}
+	env.url = env.emu.URL
 
 	conf := logical.TestBackendConfig()
 	conf.StorageView = &logical.InmemStorage{}

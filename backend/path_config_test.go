@@ -100,7 +100,7 @@ func TestConfigBadInput(t *testing.T) {
 			env := newTestEnv(t)
 			resp, err := env.do(t, logical.CreateOperation, "config", tc.data(env))
 			wantUserError(t, resp, err, tc.fragments...)
-			if got := env.calls.Load(); !tc.datadog && got != 0 {
+			if got := env.emu.Requests(); !tc.datadog && got != 0 {
 				t.Errorf("refused input made %d Datadog calls, want none", got)
 			}
 			if cfg, _ := getConfig(t.Context(), env.storage); cfg != nil {

@@ -160,7 +160,7 @@ func TestCredsBadInput(t *testing.T) {
 	env.writeRole(t, "early", map[string]interface{}{"scopes": "dashboards_read"})
 	resp, err = env.do(t, logical.ReadOperation, "creds/early", nil)
 	wantUserError(t, resp, err, "not configured")
-	if env.calls.Load() != 0 {
+	if env.emu.Requests() != 0 {
 		t.Error("refused creds reads called Datadog")
 	}
 }

@@ -105,14 +105,14 @@ func TestRoleScopesUseLivePermissionListWithFallback(t *testing.T) {
 	env := newTestEnv(t)
 	// Before config exists, the built-in list from Datadog's specification is used.
 	env.writeRole(t, "early", map[string]interface{}{"scopes": "dashboards_read"})
-	if env.calls.Load() != 0 {
+	if env.emu.Requests() != 0 {
 		t.Error("role write without config called Datadog")
 	}
 	env.configure(t)
-	before := env.calls.Load()
+	before := env.emu.Requests()
 	env.writeRole(t, "a", map[string]interface{}{"scopes": "monitors_read"})
 	env.writeRole(t, "b", map[string]interface{}{"scopes": "monitors_read"})
-	if got := env.calls.Load() - before; got != 1 {
+	if got := env.emu.Requests() - before; got != 1 {
 		t.Errorf("two role writes made %d Datadog calls, want 1 (the cached permission list)", got)
 	}
 }

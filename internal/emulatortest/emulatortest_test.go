@@ -1,0 +1,65 @@
+package emulatortest
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulator"
+)
+
+// recordingTB collects the errors a test would report, so that the checker
+// itself can be tested.
+type recordingTB struct {
+	testing.TB
+	errors []string
+}
+
+func (r *recordingTB) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+
+func send(t *testing.T, s *Server, method, path, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, s.URL+path, strings.NewReader(body))
+	req.Header.Set("DD-API-KEY", s.APIKey())
+	req.Header.Set("DD-APPLICATION-KEY", s.AppKey())
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestConformingTrafficPasses(t *testing.T) {
+	rec := &recordingTB{TB: t}
+	s := Start(rec, emulator.Options{})
+	send(t, s, "POST", "/api/v2/current_user/application_keys", `{"data":{"type":"application_keys","attributes":{"name":"k","scopes":["dashboards_read"]}}}`)
+	send(t, s, "GET", "/api/v2/current_user/application_keys?filter=k", "")
+	send(t, s, "GET", "/api/v1/validate", "")
+	if len(rec.errors) != 0 {
+		t.Errorf("conforming traffic reported: %v", rec.errors)
+	}
+	if s.Requests() != 3 {
+		t.Errorf("Requests() = %d, want 3", s.Requests())
+	}
+}
+
+func TestMismatchNamesOperationAndField(t *testing.T) {
+	rec := &recordingTB{TB: t}
+	s := Start(rec, emulator.Options{})
+	// data.type is an enum in the specification.
+	send(t, s, "POST", "/api/v2/api_keys", `{"data":{"type":"apikeys","attributes":{"name":"k"}}}`)
+	send(t, s, "GET", "/api/v2/no_such_endpoint", "")
+	all := strings.Join(rec.errors, "\n")
+	for _, want := range []string{"CreateAPIKey request", "type", "not an operation of the specification"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("reported mismatches do not mention %q:\n%s", want, all)
+		}
+	}
+}
