@@ -59,7 +59,7 @@ func newBackend() *datadogBackend {
 			pathRoles(b),
 			[]*framework.Path{pathCreds(b)},
 		),
-		Secrets:           []*framework.Secret{secretApplicationKey(b)},
+		Secrets:           credentialSecrets(b),
 		WALRollback:       b.walRollback,
 		WALRollbackMinAge: walRollbackMinAge,
 		Invalidate:        b.invalidate,

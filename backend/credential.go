@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -15,9 +16,62 @@ import (
 // credential kind is a list of these, so issuing, renewing, revoking and
 // rolling back share one mechanism.
 type datadogObject struct {
-	Kind string `json:"kind"`
-	ID   string `json:"id,omitempty"` // empty until Datadog has answered the create
-	Name string `json:"name"`
+	Kind      string     `json:"kind"`
+	ID        string     `json:"id,omitempty"` // empty until Datadog has answered the create
+	Name      string     `json:"name"`
+	Owner     string     `json:"owner,omitempty"`      // service account id, for its keys and tokens
+	ExpiresAt *time.Time `json:"expires_at,omitempty"` // native expiry of tokens
+}
+
+// secretType is the Vault secret type of leases whose main object is of kind.
+func secretType(kind string) string { return "datadog_" + kind }
+
+// credentialSecrets returns one framework.Secret per credential kind, all
+// renewed and revoked by the same mechanism.
+func credentialSecrets(b *datadogBackend) []*framework.Secret {
+	var secrets []*framework.Secret
+	for _, name := range credentialTypeNames() {
+		kind := credentialKinds[name]
+		secrets = append(secrets, &framework.Secret{
+			Type:   secretType(kind.name),
+			Fields: kind.responseFields(),
+			Renew:  b.renewCredential,
+			Revoke: b.revokeCredential,
+		})
+	}
+	return secrets
+}
+
+// responseFields documents what a creds read of the kind returns.
+func (k credentialKind) responseFields() map[string]*framework.FieldSchema {
+	str := func(desc string) *framework.FieldSchema {
+		return &framework.FieldSchema{Type: framework.TypeString, Description: desc}
+	}
+	fields := map[string]*framework.FieldSchema{
+		"name":    str("Name of the credential in Datadog: vault-<role>-<display name>-<unix time>-<random> by default."),
+		"site":    str("Datadog site (DD_SITE)."),
+		"api_url": str("Base URL of the Datadog API the credential belongs to."),
+	}
+	switch {
+	case k.token:
+		fields["access_token"] = str("Datadog access token, sent as Authorization: Bearer <token>.")
+		fields["access_token_id"] = str("ID of the access token in Datadog.")
+		fields["expires_at"] = str("When Datadog itself expires the token (RFC 3339).")
+	case k.withAPIKey:
+		fields["application_key"] = str("Datadog application key (DD_APP_KEY).")
+		fields["application_key_id"] = str("ID of the application key in Datadog.")
+	}
+	if k.withAPIKey || !k.scoped {
+		fields["api_key"] = str("Datadog API key (DD_API_KEY); for application keys, absent when the role's api_key_mode is none.")
+		fields["api_key_id"] = str("ID of the API key in Datadog, when the lease owns it.")
+	}
+	if k.scoped {
+		fields["scopes"] = &framework.FieldSchema{Type: framework.TypeCommaStringSlice, Description: "Datadog permissions the credential is limited to (empty: unscoped)."}
+	}
+	if k.serviceAccount {
+		fields["service_account_id"] = str("Datadog service account that owns the credential.")
+	}
+	return fields
 }
 
 // describeObjects names objects for an error message, without secrets.
@@ -27,6 +81,10 @@ func describeObjects(objects []datadogObject) string {
 		parts[i] = fmt.Sprintf("%s %s (%s)", describeKind(o.Kind), o.ID, o.Name)
 	}
 	return strings.Join(parts, ", ")
+}
+
+func describeKind(kind string) string {
+	return strings.ReplaceAll(strings.Replace(kind, "api_key", "API key", 1), "_", " ")
 }
 
 func decodeObjects(secret *logical.Secret) ([]datadogObject, error) {
@@ -55,7 +113,7 @@ func (b *datadogBackend) deleteObjects(ctx context.Context, client datadogAPI, o
 	for _, o := range objects {
 		ids := []string{o.ID}
 		if o.ID == "" {
-			found, err := client.FindByName(ctx, o.Kind, o.Name)
+			found, err := client.FindByName(ctx, o)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("error looking up Datadog %s %q: %w", describeKind(o.Kind), o.Name, err))
 				continue
@@ -63,7 +121,8 @@ func (b *datadogBackend) deleteObjects(ctx context.Context, client datadogAPI, o
 			ids = found
 		}
 		for _, id := range ids {
-			if err := client.Delete(ctx, o.Kind, id); err != nil && !errors.Is(err, errNotFound) {
+			o.ID = id
+			if err := client.Delete(ctx, o); err != nil && !errors.Is(err, errNotFound) {
 				errs = append(errs, fmt.Errorf("error deleting Datadog %s %s (%s): %w", describeKind(o.Kind), id, o.Name, err))
 			}
 		}
@@ -108,7 +167,7 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 		return logical.ErrorResponse("cannot renew: %s", errNotConfigured), nil
 	}
 	for _, o := range objects {
-		exists, err := client.Exists(ctx, o.Kind, o.ID)
+		exists, err := client.Exists(ctx, o)
 		if err != nil {
 			return nil, fmt.Errorf("error checking Datadog %s %s before renewal: %w", describeKind(o.Kind), o.ID, err)
 		}
@@ -119,6 +178,24 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 
 	resp := &logical.Response{Secret: req.Secret}
 	resp.Secret.TTL = role.TTL
-	resp.Secret.MaxTTL = role.MaxTTL
+	resp.Secret.MaxTTL = b.leaseMaxTTL(role, objects, req.Secret.IssueTime)
 	return resp, nil
+}
+
+// leaseMaxTTL is the role's max TTL, shortened so that the lease never
+// outlives a token's native expiry: a lease must not promise a credential
+// that Datadog has already killed.
+func (b *datadogBackend) leaseMaxTTL(role *datadogRole, objects []datadogObject, issued time.Time) time.Duration {
+	maxTTL := role.MaxTTL
+	for _, o := range objects {
+		if o.ExpiresAt == nil {
+			continue
+		}
+		untilExpiry := o.ExpiresAt.Sub(issued)
+		if maxTTL == 0 {
+			maxTTL = b.System().MaxLeaseTTL()
+		}
+		maxTTL = min(maxTTL, untilExpiry)
+	}
+	return maxTTL
 }

@@ -15,11 +15,15 @@ import (
 	"github.com/hashicorp/go-cleanhttp"
 )
 
-// Object kinds the plugin creates in Datadog. A lease may own several
-// objects (an application key and its API key), each deleted on revoke.
+// Object kinds the plugin creates in Datadog. A lease owns one or two
+// objects (an application key and its API key, say), each deleted on revoke.
+// Each credential_type of a role is the kind of its lease's main object.
 const (
-	kindApplicationKey = "application_key"
-	kindAPIKey         = "api_key"
+	kindApplicationKey               = "application_key"
+	kindServiceAccountApplicationKey = "service_account_application_key"
+	kindPersonalAccessToken          = "personal_access_token"
+	kindServiceAccessToken           = "service_access_token"
+	kindAPIKey                       = "api_key"
 )
 
 // datadogAPI is the small slice of the Datadog API the plugin needs. The
@@ -30,18 +34,20 @@ type datadogAPI interface {
 	CheckAPIKey(ctx context.Context) error
 	// CurrentUser validates both keys and returns who owns the application key.
 	CurrentUser(ctx context.Context) (identity, error)
+	// ServiceAccount looks a service account up by its user id.
+	ServiceAccount(ctx context.Context, id string) (serviceAccount, error)
 	// PermissionNames lists every permission (scope) name of the organisation.
 	PermissionNames(ctx context.Context) ([]string, error)
 
-	// Create makes a new object of the given kind. Scopes apply to
-	// application keys only.
-	Create(ctx context.Context, kind, name string, scopes []string) (createdObject, error)
+	// Create makes the object o describes (kind, name, owner, expiry).
+	Create(ctx context.Context, o datadogObject, scopes []string) (createdObject, error)
 	// Exists reports whether the object is still live in Datadog.
-	Exists(ctx context.Context, kind, id string) (bool, error)
-	// Delete removes the object; deleting a missing object returns errNotFound.
-	Delete(ctx context.Context, kind, id string) error
-	// FindByName returns the IDs of objects of the kind whose name is exactly name.
-	FindByName(ctx context.Context, kind, name string) ([]string, error)
+	Exists(ctx context.Context, o datadogObject) (bool, error)
+	// Delete removes the object; deleting a missing object returns errNotFound
+	// (or nothing, for tokens, whose revocation Datadog accepts twice).
+	Delete(ctx context.Context, o datadogObject) error
+	// FindByName returns the IDs of objects like o whose name is exactly o.Name.
+	FindByName(ctx context.Context, o datadogObject) ([]string, error)
 }
 
 type identity struct {
@@ -49,9 +55,16 @@ type identity struct {
 	Handle string
 }
 
+type serviceAccount struct {
+	ID               string
+	IsServiceAccount bool
+	Disabled         bool
+}
+
 type createdObject struct {
-	ID     string
-	Secret string
+	ID        string
+	Secret    string
+	ExpiresAt *time.Time // tokens only
 }
 
 var errNotFound = errors.New("not found in Datadog")
@@ -150,6 +163,8 @@ type datadogClient struct {
 	users          *datadogV2.UsersApi
 	roles          *datadogV2.RolesApi
 	auth           *datadogV1.AuthenticationApi
+
+	serviceAccounts *datadogV2.ServiceAccountsApi
 }
 
 // newDatadogClient builds a client for the configuration. Retries are off:
@@ -179,6 +194,8 @@ func newDatadogClient(cfg *datadogConfig) (datadogAPI, error) {
 		users:  datadogV2.NewUsersApi(client),
 		roles:  datadogV2.NewRolesApi(client),
 		auth:   datadogV1.NewAuthenticationApi(client),
+
+		serviceAccounts: datadogV2.NewServiceAccountsApi(client),
 	}, nil
 }
 
@@ -226,116 +243,217 @@ func (c *datadogClient) PermissionNames(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-func (c *datadogClient) Create(ctx context.Context, kind, name string, scopes []string) (createdObject, error) {
+func (c *datadogClient) ServiceAccount(ctx context.Context, id string) (serviceAccount, error) {
+	out, resp, err := c.users.GetUser(c.with(ctx), id)
+	if err != nil {
+		return serviceAccount{}, wrapError("service account look-up", resp, err)
+	}
+	data := out.GetData()
+	attrs := data.GetAttributes()
+	return serviceAccount{ID: data.GetId(), IsServiceAccount: attrs.GetServiceAccount(), Disabled: attrs.GetDisabled()}, nil
+}
+
+func (c *datadogClient) Create(ctx context.Context, o datadogObject, scopes []string) (createdObject, error) {
 	ctx = c.with(ctx)
-	switch kind {
-	case kindApplicationKey:
-		attrs := datadogV2.NewApplicationKeyCreateAttributes(name)
+	op := describeKind(o.Kind) + " creation"
+	switch o.Kind {
+	case kindApplicationKey, kindServiceAccountApplicationKey:
+		attrs := datadogV2.NewApplicationKeyCreateAttributes(o.Name)
 		attrs.SetScopes(scopes)
-		body := datadogV2.NewApplicationKeyCreateRequest(*datadogV2.NewApplicationKeyCreateData(*attrs, datadogV2.APPLICATIONKEYSTYPE_APPLICATION_KEYS))
-		out, resp, err := c.keys.CreateCurrentUserApplicationKey(ctx, *body)
+		body := *datadogV2.NewApplicationKeyCreateRequest(*datadogV2.NewApplicationKeyCreateData(*attrs, datadogV2.APPLICATIONKEYSTYPE_APPLICATION_KEYS))
+		var out datadogV2.ApplicationKeyResponse
+		var resp *http.Response
+		var err error
+		if o.Kind == kindApplicationKey {
+			out, resp, err = c.keys.CreateCurrentUserApplicationKey(ctx, body)
+		} else {
+			out, resp, err = c.serviceAccounts.CreateServiceAccountApplicationKey(ctx, o.Owner, body)
+		}
 		if err != nil {
-			return createdObject{}, wrapError("application key creation", resp, err)
+			return createdObject{}, wrapError(op, resp, err)
 		}
 		data := out.GetData()
 		attrsOut := data.GetAttributes()
-		return checkCreated(kind, data.GetId(), attrsOut.GetKey())
+		return checkCreated(op, createdObject{ID: data.GetId(), Secret: attrsOut.GetKey()})
+	case kindPersonalAccessToken:
+		attrs := datadogV2.NewPersonalAccessTokenCreateAttributes(*o.ExpiresAt, o.Name, scopes)
+		body := datadogV2.NewPersonalAccessTokenCreateRequest(*datadogV2.NewPersonalAccessTokenCreateData(*attrs, datadogV2.PERSONALACCESSTOKENSTYPE_PERSONAL_ACCESS_TOKENS))
+		out, resp, err := c.keys.CreatePersonalAccessToken(ctx, *body)
+		if err != nil {
+			return createdObject{}, wrapError(op, resp, err)
+		}
+		data := out.GetData()
+		attrsOut := data.GetAttributes()
+		return checkCreated(op, createdObject{ID: data.GetId(), Secret: attrsOut.GetKey(), ExpiresAt: expiry(attrsOut.GetExpiresAtOk())})
+	case kindServiceAccessToken:
+		attrs := datadogV2.NewServiceAccountAccessTokenCreateAttributes(o.Name, scopes)
+		if o.ExpiresAt != nil {
+			attrs.SetExpiresAt(*o.ExpiresAt)
+		}
+		body := datadogV2.NewServiceAccountAccessTokenCreateRequest(*datadogV2.NewServiceAccountAccessTokenCreateData(*attrs, datadogV2.SERVICEACCESSTOKENSTYPE_SERVICE_ACCESS_TOKENS))
+		out, resp, err := c.serviceAccounts.CreateServiceAccountAccessToken(ctx, o.Owner, *body)
+		if err != nil {
+			return createdObject{}, wrapError(op, resp, err)
+		}
+		data := out.GetData()
+		attrsOut := data.GetAttributes()
+		return checkCreated(op, createdObject{ID: data.GetId(), Secret: attrsOut.GetKey(), ExpiresAt: expiry(attrsOut.GetExpiresAtOk())})
 	case kindAPIKey:
-		body := datadogV2.NewAPIKeyCreateRequest(*datadogV2.NewAPIKeyCreateData(*datadogV2.NewAPIKeyCreateAttributes(name), datadogV2.APIKEYSTYPE_API_KEYS))
+		body := datadogV2.NewAPIKeyCreateRequest(*datadogV2.NewAPIKeyCreateData(*datadogV2.NewAPIKeyCreateAttributes(o.Name), datadogV2.APIKEYSTYPE_API_KEYS))
 		out, resp, err := c.keys.CreateAPIKey(ctx, *body)
 		if err != nil {
-			return createdObject{}, wrapError("API key creation", resp, err)
+			return createdObject{}, wrapError(op, resp, err)
 		}
 		data := out.GetData()
 		attrsOut := data.GetAttributes()
-		return checkCreated(kind, data.GetId(), attrsOut.GetKey())
+		return checkCreated(op, createdObject{ID: data.GetId(), Secret: attrsOut.GetKey()})
 	}
-	return createdObject{}, fmt.Errorf("unsupported Datadog object kind %q", kind)
+	return createdObject{}, fmt.Errorf("unsupported Datadog object kind %q", o.Kind)
+}
+
+func expiry(t *time.Time, ok bool) *time.Time {
+	if !ok || t == nil {
+		return nil
+	}
+	return t
 }
 
 // checkCreated guards against a create answer that client-go could not
 // parse (it silently drops such objects): without an ID the object could
 // never be deleted, so the caller must treat it as an ambiguous failure.
-func checkCreated(kind, id, secret string) (createdObject, error) {
-	if id == "" || secret == "" {
-		return createdObject{}, &apiError{Op: kind + " creation", Err: errors.New("Datadog's answer had no id or secret")}
+func checkCreated(op string, created createdObject) (createdObject, error) {
+	if created.ID == "" || created.Secret == "" {
+		return createdObject{}, &apiError{Op: op, Err: errors.New("Datadog's answer had no id or secret")}
 	}
-	return createdObject{ID: id, Secret: secret}, nil
+	return created, nil
 }
 
-func (c *datadogClient) Exists(ctx context.Context, kind, id string) (bool, error) {
+func (c *datadogClient) Exists(ctx context.Context, o datadogObject) (bool, error) {
 	ctx = c.with(ctx)
 	var resp *http.Response
 	var err error
-	switch kind {
+	switch o.Kind {
 	case kindApplicationKey:
-		_, resp, err = c.keys.GetCurrentUserApplicationKey(ctx, id)
+		_, resp, err = c.keys.GetCurrentUserApplicationKey(ctx, o.ID)
+	case kindServiceAccountApplicationKey:
+		_, resp, err = c.serviceAccounts.GetServiceAccountApplicationKey(ctx, o.Owner, o.ID)
+	case kindPersonalAccessToken:
+		_, resp, err = c.keys.GetPersonalAccessToken(ctx, o.ID)
+	case kindServiceAccessToken:
+		_, resp, err = c.serviceAccounts.GetServiceAccountAccessToken(ctx, o.Owner, o.ID)
 	case kindAPIKey:
-		_, resp, err = c.keys.GetAPIKey(ctx, id)
+		_, resp, err = c.keys.GetAPIKey(ctx, o.ID)
 	default:
-		return false, fmt.Errorf("unsupported Datadog object kind %q", kind)
+		return false, fmt.Errorf("unsupported Datadog object kind %q", o.Kind)
 	}
-	err = wrapError(kind+" look-up", resp, err)
+	err = wrapError(describeKind(o.Kind)+" look-up", resp, err)
 	if errors.Is(err, errNotFound) {
 		return false, nil
 	}
 	return err == nil, err
 }
 
-func (c *datadogClient) Delete(ctx context.Context, kind, id string) error {
+func (c *datadogClient) Delete(ctx context.Context, o datadogObject) error {
 	ctx = c.with(ctx)
-	switch kind {
+	var resp *http.Response
+	var err error
+	switch o.Kind {
 	case kindApplicationKey:
-		resp, err := c.keys.DeleteCurrentUserApplicationKey(ctx, id)
-		return wrapError("application key deletion", resp, err)
+		resp, err = c.keys.DeleteCurrentUserApplicationKey(ctx, o.ID)
+	case kindServiceAccountApplicationKey:
+		resp, err = c.serviceAccounts.DeleteServiceAccountApplicationKey(ctx, o.Owner, o.ID)
+	case kindPersonalAccessToken:
+		resp, err = c.keys.RevokePersonalAccessToken(ctx, o.ID)
+	case kindServiceAccessToken:
+		resp, err = c.serviceAccounts.RevokeServiceAccountAccessToken(ctx, o.Owner, o.ID)
 	case kindAPIKey:
-		resp, err := c.keys.DeleteAPIKey(ctx, id)
-		return wrapError("API key deletion", resp, err)
+		resp, err = c.keys.DeleteAPIKey(ctx, o.ID)
+	default:
+		return fmt.Errorf("unsupported Datadog object kind %q", o.Kind)
 	}
-	return fmt.Errorf("unsupported Datadog object kind %q", kind)
+	return wrapError(describeKind(o.Kind)+" deletion", resp, err)
 }
 
 // findPageSize is the largest page Datadog serves for key listings.
 const findPageSize = 100
 
-func (c *datadogClient) FindByName(ctx context.Context, kind, name string) ([]string, error) {
+// named is one entry of a listing: what FindByName compares.
+type named struct{ id, name string }
+
+func (c *datadogClient) FindByName(ctx context.Context, o datadogObject) ([]string, error) {
 	ctx = c.with(ctx)
 	var ids []string
 	for page := int64(0); ; page++ {
-		var names, pageIDs []string
-		switch kind {
-		case kindApplicationKey:
-			opts := datadogV2.NewListCurrentUserApplicationKeysOptionalParameters().
-				WithFilter(name).WithPageSize(findPageSize).WithPageNumber(page)
-			out, resp, err := c.keys.ListCurrentUserApplicationKeys(ctx, *opts)
-			if err != nil {
-				return nil, wrapError("application key listing", resp, err)
-			}
-			for _, k := range out.GetData() {
-				attrs := k.GetAttributes()
-				names, pageIDs = append(names, attrs.GetName()), append(pageIDs, k.GetId())
-			}
-		case kindAPIKey:
-			opts := datadogV2.NewListAPIKeysOptionalParameters().
-				WithFilter(name).WithPageSize(findPageSize).WithPageNumber(page)
-			out, resp, err := c.keys.ListAPIKeys(ctx, *opts)
-			if err != nil {
-				return nil, wrapError("API key listing", resp, err)
-			}
-			for _, k := range out.GetData() {
-				attrs := k.GetAttributes()
-				names, pageIDs = append(names, attrs.GetName()), append(pageIDs, k.GetId())
-			}
-		default:
-			return nil, fmt.Errorf("unsupported Datadog object kind %q", kind)
+		entries, err := c.listPage(ctx, o, page)
+		if err != nil {
+			return nil, err
 		}
-		for i, n := range names {
-			if n == name { // Datadog's filter matches substrings
-				ids = append(ids, pageIDs[i])
+		for _, e := range entries {
+			if e.name == o.Name { // Datadog's filter matches substrings
+				ids = append(ids, e.id)
 			}
 		}
-		if len(names) < findPageSize {
+		if len(entries) < findPageSize {
 			return ids, nil
 		}
 	}
+}
+
+// listPage lists one page of objects of o's kind (and owner) filtered by o's name.
+func (c *datadogClient) listPage(ctx context.Context, o datadogObject, page int64) ([]named, error) {
+	var entries []named
+	add := func(id, name string) { entries = append(entries, named{id, name}) }
+	switch o.Kind {
+	case kindApplicationKey, kindServiceAccountApplicationKey:
+		var out datadogV2.ListApplicationKeysResponse
+		var resp *http.Response
+		var err error
+		if o.Kind == kindApplicationKey {
+			opts := datadogV2.NewListCurrentUserApplicationKeysOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
+			out, resp, err = c.keys.ListCurrentUserApplicationKeys(ctx, *opts)
+		} else {
+			opts := datadogV2.NewListServiceAccountApplicationKeysOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
+			out, resp, err = c.serviceAccounts.ListServiceAccountApplicationKeys(ctx, o.Owner, *opts)
+		}
+		if err != nil {
+			return nil, wrapError("application key listing", resp, err)
+		}
+		for _, k := range out.GetData() {
+			attrs := k.GetAttributes()
+			add(k.GetId(), attrs.GetName())
+		}
+	case kindPersonalAccessToken:
+		opts := datadogV2.NewListPersonalAccessTokensOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
+		out, resp, err := c.keys.ListPersonalAccessTokens(ctx, *opts)
+		if err != nil {
+			return nil, wrapError("personal access token listing", resp, err)
+		}
+		for _, t := range out.GetData() {
+			attrs := t.GetAttributes()
+			add(t.GetId(), attrs.GetName())
+		}
+	case kindServiceAccessToken:
+		opts := datadogV2.NewListServiceAccountAccessTokensOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
+		out, resp, err := c.serviceAccounts.ListServiceAccountAccessTokens(ctx, o.Owner, *opts)
+		if err != nil {
+			return nil, wrapError("service access token listing", resp, err)
+		}
+		for _, t := range out.GetData() {
+			attrs := t.GetAttributes()
+			add(t.GetId(), attrs.GetName())
+		}
+	case kindAPIKey:
+		opts := datadogV2.NewListAPIKeysOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
+		out, resp, err := c.keys.ListAPIKeys(ctx, *opts)
+		if err != nil {
+			return nil, wrapError("API key listing", resp, err)
+		}
+		for _, k := range out.GetData() {
+			attrs := k.GetAttributes()
+			add(k.GetId(), attrs.GetName())
+		}
+	default:
+		return nil, fmt.Errorf("unsupported Datadog object kind %q", o.Kind)
+	}
+	return entries, nil
 }

@@ -28,6 +28,8 @@ type datadogConfig struct {
 	APIURL      string `json:"api_url,omitempty"`
 	OwnerID     string `json:"owner_id"`
 	OwnerHandle string `json:"owner_handle,omitempty"`
+	// AllowedScopes, when set, is the most any role of the mount may grant.
+	AllowedScopes []string `json:"allowed_scopes,omitempty"`
 }
 
 // baseURL is where the engine's Datadog calls go, as reported to clients.
@@ -73,6 +75,11 @@ func pathConfig(b *datadogBackend) *framework.Path {
 				Description: "Optional base URL of the Datadog API (for a proxy or an emulator), such as " +
 					"https://dd-proxy.internal:8443. Overrides site for API calls. http:// is allowed only for loopback hosts.",
 				DisplayAttrs: &framework.DisplayAttributes{Name: "API URL"},
+			},
+			"allowed_scopes": {
+				Type: framework.TypeCommaStringSlice,
+				Description: "Optional guardrail: the Datadog permissions roles of this mount may grant. Role writes " +
+					"with scopes outside it are refused. Empty: any permission name.",
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -122,12 +129,13 @@ func (b *datadogBackend) pathConfigRead(ctx context.Context, req *logical.Reques
 		return nil, err
 	}
 	return &logical.Response{Data: map[string]interface{}{
-		"site":          cfg.Site,
-		"api_url":       cfg.APIURL,
-		"owner_id":      cfg.OwnerID,
-		"owner_handle":  cfg.OwnerHandle,
-		"api_key_last4": last4(cfg.APIKey),
-		"app_key_last4": last4(cfg.AppKey),
+		"site":           cfg.Site,
+		"api_url":        cfg.APIURL,
+		"owner_id":       cfg.OwnerID,
+		"owner_handle":   cfg.OwnerHandle,
+		"api_key_last4":  last4(cfg.APIKey),
+		"app_key_last4":  last4(cfg.AppKey),
+		"allowed_scopes": cfg.AllowedScopes,
 	}}, nil
 }
 
@@ -150,6 +158,9 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 	}
 	if v, ok := d.GetOk("api_url"); ok {
 		cfg.APIURL = strings.TrimRight(strings.TrimSpace(v.(string)), "/")
+	}
+	if v, ok := d.GetOk("allowed_scopes"); ok {
+		cfg.AllowedScopes = normalizeScopes(v.([]string))
 	}
 
 	switch {

@@ -2,22 +2,15 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/template"
 	"github.com/hashicorp/vault/sdk/logical"
 )
-
-// credentialNameTemplate names every object the engine creates so that
-// Datadog's key list and Audit Trail show which role and Vault identity it
-// belongs to. The "vault-" prefix is what clean-up by name relies on.
-const credentialNameTemplate = `vault-{{ .RoleName | truncate 30 }}-{{ .DisplayName | truncate 30 }}-{{ unix_time }}-{{ random 8 }}`
-
-// maxNameLength keeps generated names well within what Datadog displays.
-const maxNameLength = 100
 
 func pathCreds(b *datadogBackend) *framework.Path {
 	return &framework.Path{
@@ -63,12 +56,23 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 		return nil, err
 	}
 
-	name, err := credentialName(roleName, req.DisplayName)
+	name, err := credentialName(role.nameTemplate(), nameData{RoleName: roleName, DisplayName: req.DisplayName, EntityID: req.EntityID})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("error generating the credential name from role %q's name_template: %w", roleName, err)
 	}
-	objects := []datadogObject{{Kind: kindApplicationKey, Name: name}}
-	if role.APIKeyMode == apiKeyModeDynamic {
+	kind := role.kind()
+	main := datadogObject{Kind: kind.name, Name: name, Owner: role.ServiceAccountID}
+	now := time.Now()
+	if kind.token {
+		maxLease := role.MaxTTL
+		if maxLease == 0 || maxLease > b.System().MaxLeaseTTL() {
+			maxLease = b.System().MaxLeaseTTL()
+		}
+		expiresAt := kind.tokenExpiry(now, maxLease)
+		main.ExpiresAt = &expiresAt
+	}
+	objects := []datadogObject{main}
+	if kind.withAPIKey && role.APIKeyMode == apiKeyModeDynamic {
 		objects = append(objects, datadogObject{Kind: kindAPIKey, Name: name})
 	}
 
@@ -78,26 +82,33 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 	}
 
 	data := map[string]interface{}{
-		"application_key":    secrets[0],
-		"application_key_id": objects[0].ID,
-		"name":               name,
-		"scopes":             role.Scopes,
-		"site":               cfg.Site,
-		"api_url":            cfg.baseURL(),
+		"name":    name,
+		"site":    cfg.Site,
+		"api_url": cfg.baseURL(),
 	}
-	switch role.APIKeyMode {
-	case apiKeyModeDynamic:
-		data["api_key"], data["api_key_id"] = secrets[1], objects[1].ID
-	case apiKeyModeStatic:
+	for i, o := range objects {
+		fields := objectFields[o.Kind]
+		data[fields.secret], data[fields.id] = secrets[i], o.ID
+		if o.ExpiresAt != nil {
+			data["expires_at"] = o.ExpiresAt.Format(time.RFC3339)
+		}
+	}
+	if kind.scoped {
+		data["scopes"] = role.Scopes
+	}
+	if kind.serviceAccount {
+		data["service_account_id"] = role.ServiceAccountID
+	}
+	if kind.withAPIKey && role.APIKeyMode == apiKeyModeStatic {
 		data["api_key"] = cfg.APIKey
 	}
 	internal := map[string]interface{}{
 		"role":    roleName,
 		"objects": objects,
 	}
-	resp = b.Secret(secretTypeApplicationKey).Response(data, internal)
+	resp = b.Secret(secretType(kind.name)).Response(data, internal)
 	resp.Secret.TTL = role.TTL
-	resp.Secret.MaxTTL = role.MaxTTL
+	resp.Secret.MaxTTL = b.leaseMaxTTL(role, objects, now)
 	return resp, nil
 }
 
@@ -113,7 +124,7 @@ func (b *datadogBackend) createObjects(ctx context.Context, s logical.Storage, c
 
 	secrets := make([]string, 0, len(objects))
 	for i := range objects {
-		created, err := client.Create(ctx, objects[i].Kind, objects[i].Name, scopes)
+		created, err := b.createObject(ctx, client, &objects[i], scopes)
 		if err != nil {
 			// Only an ambiguous failure may have created the object: look it up by name.
 			cleanup := objects[:i]
@@ -128,6 +139,9 @@ func (b *datadogBackend) createObjects(ctx context.Context, s logical.Storage, c
 			return nil, createFailure(objects[i].Kind, err), createError(objects[i].Kind, err)
 		}
 		objects[i].ID = created.ID
+		if created.ExpiresAt != nil {
+			objects[i].ExpiresAt = created.ExpiresAt
+		}
 		secrets = append(secrets, created.Secret)
 	}
 
@@ -139,11 +153,32 @@ func (b *datadogBackend) createObjects(ctx context.Context, s logical.Storage, c
 	return secrets, nil, nil
 }
 
+// createObject creates one object. Datadog sets no minimum expiry for
+// service access tokens in its specification; should it refuse a short one,
+// the token is made once more to expire 24 h ahead (the lease still revokes
+// it early).
+func (b *datadogBackend) createObject(ctx context.Context, client datadogAPI, o *datadogObject, scopes []string) (createdObject, error) {
+	created, err := client.Create(ctx, *o, scopes)
+	if o.Kind == kindServiceAccessToken && o.ExpiresAt != nil && httpStatus(err) == http.StatusBadRequest &&
+		time.Until(*o.ExpiresAt) < 24*time.Hour {
+		b.Logger().Warn("Datadog refused the service access token's expiry; retrying with an expiry 24 h ahead",
+			"name", o.Name, "expires_at", o.ExpiresAt.Format(time.RFC3339), "error", err)
+		later := time.Now().Add(24*time.Hour + expiryGrace).UTC().Truncate(time.Second)
+		o.ExpiresAt = &later
+		created, err = client.Create(ctx, *o, scopes)
+	}
+	return created, err
+}
+
 // createFailure turns Datadog's refusals that an operator can act on into a
 // 400 answer; other failures are internal errors (see createError).
 func createFailure(kind string, err error) *logical.Response {
 	switch httpStatus(err) {
 	case http.StatusBadRequest:
+		if limitReached(err) {
+			return logical.ErrorResponse("Datadog refused to create the %s: its owner has reached Datadog's limit of 1000 application keys per user "+
+				"(meta.max_allowed_per_user); revoke unused leases or delete unused keys of that owner (%v)", describeKind(kind), err)
+		}
 		return logical.ErrorResponse("Datadog refused to create the %s: %v", describeKind(kind), err)
 	case http.StatusForbidden:
 		return logical.ErrorResponse("the configured Datadog identity may not create a %s (%v); grant it the permission or change config", describeKind(kind), err)
@@ -158,40 +193,20 @@ func createError(kind string, err error) error {
 	return fmt.Errorf("error creating Datadog %s: %w", describeKind(kind), err)
 }
 
-func describeKind(kind string) string {
-	return strings.ReplaceAll(strings.Replace(kind, "api_key", "API key", 1), "_", " ")
-}
-
-// credentialName renders the name of a new credential from the role and the
-// requester's display name.
-func credentialName(role, displayName string) (string, error) {
-	tmpl, err := template.NewTemplate(template.Template(credentialNameTemplate))
-	if err != nil {
-		return "", err
+// limitReached reports whether Datadog refused a create because the owner
+// holds as many keys as it allows.
+func limitReached(err error) bool {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		return false
 	}
-	name, err := tmpl.Generate(map[string]string{
-		"RoleName":    sanitizeName(role),
-		"DisplayName": sanitizeName(displayName),
-	})
-	if err != nil {
-		return "", fmt.Errorf("error generating the credential name: %w", err)
-	}
-	if len(name) > maxNameLength {
-		name = name[:maxNameLength]
-	}
-	return name, nil
-}
-
-// sanitizeName keeps names to characters that read well in Datadog's UI
-// and in shell output.
-func sanitizeName(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '.', r == '-':
-			return r
+	for _, m := range ae.Messages {
+		m = strings.ToLower(m)
+		if strings.Contains(m, "limit") || strings.Contains(m, "more than") || strings.Contains(m, "maximum") {
+			return true
 		}
-		return '-'
-	}, s)
+	}
+	return false
 }
 
 const pathCredsHelpSyn = `Issue a new Datadog credential for a role.`

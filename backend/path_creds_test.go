@@ -203,21 +203,21 @@ type faultyClient struct {
 	deleteFails error
 }
 
-func (f *faultyClient) Create(ctx context.Context, kind, name string, scopes []string) (createdObject, error) {
-	if err := f.createFails[kind]; err != nil {
+func (f *faultyClient) Create(ctx context.Context, o datadogObject, scopes []string) (createdObject, error) {
+	if err := f.createFails[o.Kind]; err != nil {
 		if f.commitFirst {
-			f.datadogAPI.Create(ctx, kind, name, scopes)
+			f.datadogAPI.Create(ctx, o, scopes)
 		}
 		return createdObject{}, err
 	}
-	return f.datadogAPI.Create(ctx, kind, name, scopes)
+	return f.datadogAPI.Create(ctx, o, scopes)
 }
 
-func (f *faultyClient) Delete(ctx context.Context, kind, id string) error {
+func (f *faultyClient) Delete(ctx context.Context, o datadogObject) error {
 	if f.deleteFails != nil {
 		return f.deleteFails
 	}
-	return f.datadogAPI.Delete(ctx, kind, id)
+	return f.datadogAPI.Delete(ctx, o)
 }
 
 func (env *testEnv) injectFaults(f *faultyClient) {
@@ -330,7 +330,7 @@ func TestCredsRevokeFailureIsRetried(t *testing.T) {
 }
 
 func TestCredentialNameIsSanitizedAndBounded(t *testing.T) {
-	name, err := credentialName("role", "oidc-Jane Doe <jane@example.com>"+strings.Repeat("x", 200))
+	name, err := credentialName(defaultNameTemplate, nameData{RoleName: "role", DisplayName: "oidc-Jane Doe <jane@example.com>" + strings.Repeat("x", 200)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -20,28 +21,53 @@ const (
 	apiKeyModeStatic  = "static"  // the configured api_key, shared by every lease
 )
 
-var (
-	credentialTypes = []string{kindApplicationKey}
-	apiKeyModes     = []string{apiKeyModeDynamic, apiKeyModeNone, apiKeyModeStatic}
-)
+var apiKeyModes = []string{apiKeyModeDynamic, apiKeyModeNone, apiKeyModeStatic}
 
 type datadogRole struct {
-	CredentialType string        `json:"credential_type"`
-	Scopes         []string      `json:"scopes"`
-	APIKeyMode     string        `json:"api_key_mode"`
-	TTL            time.Duration `json:"ttl"`
-	MaxTTL         time.Duration `json:"max_ttl"`
+	CredentialType   string        `json:"credential_type"`
+	Scopes           []string      `json:"scopes"`
+	AllowUnscoped    bool          `json:"allow_unscoped,omitempty"`
+	APIKeyMode       string        `json:"api_key_mode"`
+	ServiceAccountID string        `json:"service_account_id,omitempty"`
+	NameTemplate     string        `json:"name_template,omitempty"`
+	TTL              time.Duration `json:"ttl"`
+	MaxTTL           time.Duration `json:"max_ttl"`
+}
+
+func (r *datadogRole) kind() credentialKind { return credentialKinds[r.CredentialType] }
+
+func (r *datadogRole) nameTemplate() string {
+	if r.NameTemplate != "" {
+		return r.NameTemplate
+	}
+	return defaultNameTemplate
 }
 
 func (r *datadogRole) responseData() map[string]interface{} {
-	return map[string]interface{}{
-		"credential_type": r.CredentialType,
-		"scopes":          r.Scopes,
-		"api_key_mode":    r.APIKeyMode,
-		"ttl":             int64(r.TTL.Seconds()),
-		"max_ttl":         int64(r.MaxTTL.Seconds()),
+	data := map[string]interface{}{
+		"credential_type":    r.CredentialType,
+		"scopes":             r.Scopes,
+		"allow_unscoped":     r.AllowUnscoped,
+		"api_key_mode":       r.APIKeyMode,
+		"service_account_id": r.ServiceAccountID,
+		"name_template":      r.nameTemplate(),
+		"ttl":                int64(r.TTL.Seconds()),
+		"max_ttl":            int64(r.MaxTTL.Seconds()),
 	}
+	// Fields that do not apply to the kind are left out rather than shown empty.
+	if !r.kind().withAPIKey {
+		delete(data, "api_key_mode")
+		delete(data, "allow_unscoped")
+	}
+	if !r.kind().serviceAccount {
+		delete(data, "service_account_id")
+	}
+	return data
 }
+
+// unscopedWarning is shown wherever an unscoped role is read or written: its
+// keys carry every permission of their owner.
+const unscopedWarning = "UNSCOPED: this role issues application keys with every permission of their owner (allow_unscoped=true, no scopes)"
 
 func pathRoles(b *datadogBackend) []*framework.Path {
 	return []*framework.Path{
@@ -60,14 +86,30 @@ func pathRoles(b *datadogBackend) []*framework.Path {
 				"credential_type": {
 					Type:          framework.TypeString,
 					Default:       kindApplicationKey,
-					AllowedValues: stringsToAny(credentialTypes),
-					Description: "Kind of Datadog credential issued: application_key (a scoped application key " +
-						"owned by the configured identity).",
+					AllowedValues: stringsToAny(credentialTypeNames()),
+					Description:   "Kind of Datadog credential issued: " + credentialTypesHelp() + ".",
+				},
+				"service_account_id": {
+					Type: framework.TypeString,
+					Description: "Datadog user id of the service account that owns issued credentials; required for " +
+						"service_account_application_key and service_access_token, checked to exist and be enabled.",
+				},
+				"allow_unscoped": {
+					Type: framework.TypeBool,
+					Description: "Allow an application key role with no scopes: its keys carry every permission of their " +
+						"owner. Off by default; never allowed for tokens.",
+				},
+				"name_template": {
+					Type: framework.TypeString,
+					Description: "Template of the Datadog name of issued credentials (Vault's username template syntax; " +
+						"fields .RoleName, .DisplayName, .EntityID; functions unix_time, random, truncate, ...). Must render a " +
+						"name starting with vault-. Default: " + defaultNameTemplate,
 				},
 				"scopes": {
 					Type: framework.TypeCommaStringSlice,
-					Description: "Datadog permission names the issued key is limited to, such as dashboards_read,monitors_read. " +
-						"Required and non-empty: an unscoped key would carry every permission of its owner.",
+					Description: "Datadog permission names the issued credential is limited to, such as dashboards_read,monitors_read. " +
+						"Required and non-empty (except with allow_unscoped), checked against the organisation's permission list; " +
+						"not used by api_key roles.",
 					Required: true,
 				},
 				"api_key_mode": {
@@ -133,7 +175,11 @@ func (b *datadogBackend) pathRoleRead(ctx context.Context, req *logical.Request,
 	if err != nil || role == nil {
 		return nil, err
 	}
-	return &logical.Response{Data: role.responseData()}, nil
+	resp := &logical.Response{Data: role.responseData()}
+	if role.AllowUnscoped && len(role.Scopes) == 0 {
+		resp.AddWarning(unscopedWarning)
+	}
+	return resp, nil
 }
 
 func (b *datadogBackend) pathRoleList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
@@ -173,6 +219,15 @@ func (b *datadogBackend) pathRoleWrite(ctx context.Context, req *logical.Request
 	if v, ok := d.GetOk("scopes"); ok {
 		role.Scopes = normalizeScopes(v.([]string))
 	}
+	if v, ok := d.GetOk("allow_unscoped"); ok {
+		role.AllowUnscoped = v.(bool)
+	}
+	if v, ok := d.GetOk("service_account_id"); ok {
+		role.ServiceAccountID = strings.TrimSpace(v.(string))
+	}
+	if v, ok := d.GetOk("name_template"); ok {
+		role.NameTemplate = strings.TrimSpace(v.(string))
+	}
 	if v, ok := d.GetOk("ttl"); ok {
 		role.TTL = time.Duration(v.(int)) * time.Second
 	}
@@ -180,19 +235,7 @@ func (b *datadogBackend) pathRoleWrite(ctx context.Context, req *logical.Request
 		role.MaxTTL = time.Duration(v.(int)) * time.Second
 	}
 
-	switch {
-	case !slices.Contains(credentialTypes, role.CredentialType):
-		return logical.ErrorResponse("credential_type %q is not supported; allowed: %s", role.CredentialType, strings.Join(credentialTypes, ", ")), nil
-	case !slices.Contains(apiKeyModes, role.APIKeyMode):
-		return logical.ErrorResponse("api_key_mode %q is not valid; allowed: %s", role.APIKeyMode, strings.Join(apiKeyModes, ", ")), nil
-	case len(role.Scopes) == 0:
-		return logical.ErrorResponse("scopes is required: list the Datadog permissions the credential needs, such as dashboards_read,monitors_read"), nil
-	case role.TTL < 0 || role.MaxTTL < 0:
-		return logical.ErrorResponse("ttl and max_ttl must not be negative"), nil
-	case role.MaxTTL > 0 && role.TTL > role.MaxTTL:
-		return logical.ErrorResponse("ttl (%s) must not exceed max_ttl (%s)", role.TTL, role.MaxTTL), nil
-	}
-	if msg, err := b.checkScopes(ctx, req.Storage, role.Scopes); msg != "" || err != nil {
+	if msg, err := b.validateRole(ctx, req, role); msg != "" || err != nil {
 		if err != nil {
 			return nil, err
 		}
@@ -208,6 +251,9 @@ func (b *datadogBackend) pathRoleWrite(ctx context.Context, req *logical.Request
 	}
 
 	var resp logical.Response
+	if role.AllowUnscoped && len(role.Scopes) == 0 {
+		resp.AddWarning(unscopedWarning)
+	}
 	mountMax := b.System().MaxLeaseTTL()
 	if role.TTL > mountMax {
 		resp.AddWarning(fmt.Sprintf("ttl %s exceeds the mount's max lease TTL %s; leases will be capped to it", role.TTL, mountMax))
@@ -215,13 +261,81 @@ func (b *datadogBackend) pathRoleWrite(ctx context.Context, req *logical.Request
 	if role.MaxTTL > mountMax {
 		resp.AddWarning(fmt.Sprintf("max_ttl %s exceeds the mount's max lease TTL %s; leases will be capped to it", role.MaxTTL, mountMax))
 	}
-	if role.APIKeyMode == apiKeyModeStatic {
+	if role.kind().withAPIKey && role.APIKeyMode == apiKeyModeStatic {
 		resp.AddWarning("api_key_mode static hands out the engine's own API key, which no lease revocation removes")
 	}
 	if len(resp.Warnings) == 0 {
 		return nil, nil
 	}
 	return &resp, nil
+}
+
+// validateRole returns a message naming what is wrong with the role, after
+// asking Datadog what only it knows (the scopes, the service account).
+func (b *datadogBackend) validateRole(ctx context.Context, req *logical.Request, role *datadogRole) (string, error) {
+	kind, known := credentialKinds[role.CredentialType]
+	switch {
+	case !known:
+		return fmt.Sprintf("credential_type %q is not supported; allowed: %s", role.CredentialType, strings.Join(credentialTypeNames(), ", ")), nil
+	case !slices.Contains(apiKeyModes, role.APIKeyMode):
+		return fmt.Sprintf("api_key_mode %q is not valid; allowed: %s", role.APIKeyMode, strings.Join(apiKeyModes, ", ")), nil
+	case role.TTL < 0 || role.MaxTTL < 0:
+		return "ttl and max_ttl must not be negative", nil
+	case role.MaxTTL > 0 && role.TTL > role.MaxTTL:
+		return fmt.Sprintf("ttl (%s) must not exceed max_ttl (%s)", role.TTL, role.MaxTTL), nil
+	case !kind.scoped && len(role.Scopes) > 0:
+		return "scopes do not apply to credential_type api_key: Datadog API keys carry no permissions of their own; remove scopes", nil
+	case role.AllowUnscoped && !kind.withAPIKey:
+		return fmt.Sprintf("allow_unscoped applies only to application key roles; a %s always needs scopes", describeKind(kind.name)), nil
+	case kind.scoped && len(role.Scopes) == 0 && !role.AllowUnscoped:
+		msg := "scopes is required: list the Datadog permissions the credential needs, such as dashboards_read,monitors_read"
+		if kind.withAPIKey {
+			msg += " (or set allow_unscoped=true to issue keys with every permission of their owner)"
+		}
+		return msg, nil
+	case kind.serviceAccount && role.ServiceAccountID == "":
+		return fmt.Sprintf("service_account_id is required for credential_type %s: the Datadog user id of the owning service account", kind.name), nil
+	case !kind.serviceAccount && role.ServiceAccountID != "":
+		return fmt.Sprintf("service_account_id applies only to credential types %s and %s", kindServiceAccountApplicationKey, kindServiceAccessToken), nil
+	case kind.maxExpiry > 0 && max(role.TTL, role.MaxTTL) > kind.maxExpiry:
+		return fmt.Sprintf("max_ttl %s is longer than Datadog allows: a %s expires at most %d days after creation", max(role.TTL, role.MaxTTL), describeKind(kind.name), int(kind.maxExpiry.Hours()/24)), nil
+	}
+	if msg := checkNameTemplate(role.nameTemplate()); msg != "" {
+		return msg, nil
+	}
+	if len(role.Scopes) > 0 {
+		if msg, err := b.checkScopes(ctx, req.Storage, role.Scopes); msg != "" || err != nil {
+			return msg, err
+		}
+	}
+	if kind.serviceAccount {
+		return b.checkServiceAccount(ctx, req.Storage, role.ServiceAccountID)
+	}
+	return "", nil
+}
+
+// checkServiceAccount makes sure a role's service account exists and is
+// enabled, so that the role cannot fail at every creds read.
+func (b *datadogBackend) checkServiceAccount(ctx context.Context, s logical.Storage, id string) (string, error) {
+	client, err := b.getClient(ctx, s)
+	if err != nil {
+		return "", err
+	}
+	if client == nil {
+		return fmt.Sprintf("service_account_id %q cannot be checked before the engine is configured: write config first", id), nil
+	}
+	sa, err := client.ServiceAccount(ctx, id)
+	switch {
+	case errors.Is(err, errNotFound):
+		return fmt.Sprintf("service_account_id %q: no such Datadog user", id), nil
+	case err != nil:
+		return "", fmt.Errorf("error looking up Datadog service account %q: %w", id, err)
+	case !sa.IsServiceAccount:
+		return fmt.Sprintf("service_account_id %q is a Datadog user, not a service account", id), nil
+	case sa.Disabled:
+		return fmt.Sprintf("service_account_id %q is a disabled service account; enable it in Datadog or pick another", id), nil
+	}
+	return "", nil
 }
 
 // normalizeScopes trims, drops empty entries and de-duplicates, keeping the

@@ -20,6 +20,8 @@ func TestRoleLifecycle(t *testing.T) {
 		"credential_type": "application_key",
 		"scopes":          []string{"dashboards_read", "monitors_read"},
 		"api_key_mode":    "dynamic",
+		"allow_unscoped":  false,
+		"name_template":   defaultNameTemplate,
 		"ttl":             int64(1800),
 		"max_ttl":         int64(0),
 	}

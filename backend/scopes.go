@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -28,7 +29,7 @@ func (b *datadogBackend) checkScopes(ctx context.Context, s logical.Storage, sco
 		}
 	}
 	if len(unknown) == 0 {
-		return "", nil
+		return checkAllowedScopes(ctx, s, scopes)
 	}
 	parts := make([]string, len(unknown))
 	for i, scope := range unknown {
@@ -39,6 +40,25 @@ func (b *datadogBackend) checkScopes(ctx context.Context, s logical.Storage, sco
 	}
 	return "scopes: unknown Datadog permission " + strings.Join(parts, "; ") +
 		"; valid names are those of GET /api/v2/permissions, such as dashboards_read", nil
+}
+
+// checkAllowedScopes enforces the mount's guardrail: roles may only use
+// scopes from config's allowed_scopes, when it is set.
+func checkAllowedScopes(ctx context.Context, s logical.Storage, scopes []string) (string, error) {
+	cfg, err := getConfig(ctx, s)
+	if err != nil || cfg == nil || len(cfg.AllowedScopes) == 0 {
+		return "", err
+	}
+	var outside []string
+	for _, scope := range scopes {
+		if !slices.Contains(cfg.AllowedScopes, scope) {
+			outside = append(outside, scope)
+		}
+	}
+	if len(outside) == 0 {
+		return "", nil
+	}
+	return fmt.Sprintf("scopes %s are outside this mount's allowed_scopes (%s)", strings.Join(outside, ", "), strings.Join(cfg.AllowedScopes, ", ")), nil
 }
 
 // knownScopes is the organisation's permission list, fetched live and cached
