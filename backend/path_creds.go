@@ -179,6 +179,10 @@ func createFailure(kind string, err error) *logical.Response {
 			return logical.ErrorResponse("Datadog refused to create the %s: its owner has reached Datadog's limit of 1000 application keys per user "+
 				"(meta.max_allowed_per_user); revoke unused leases or delete unused keys of that owner (%v)", describeKind(kind), err)
 		}
+		if k := credentialKinds[kind]; k.token {
+			return logical.ErrorResponse("Datadog refused to create the %s (%v); Datadog expires a %s between %s and %d days after creation: "+
+				"check the role's max_ttl and the mount's max lease TTL", describeKind(kind), err, describeKind(kind), expiryFloor(k), int(k.maxExpiry.Hours()/24))
+		}
 		return logical.ErrorResponse("Datadog refused to create the %s: %v", describeKind(kind), err)
 	case http.StatusForbidden:
 		return logical.ErrorResponse("the configured Datadog identity may not create a %s (%v); grant it the permission or change config", describeKind(kind), err)
@@ -191,6 +195,13 @@ func createError(kind string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("error creating Datadog %s: %w", describeKind(kind), err)
+}
+
+func expiryFloor(k credentialKind) string {
+	if k.minExpiry == 0 {
+		return "any time"
+	}
+	return fmt.Sprintf("%d hours", int(k.minExpiry.Hours()))
 }
 
 // limitReached reports whether Datadog refused a create because the owner

@@ -2,7 +2,9 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"regexp"
 	"strings"
@@ -336,5 +338,28 @@ func TestCredentialNameIsSanitizedAndBounded(t *testing.T) {
 	}
 	if len(name) > maxNameLength || !regexp.MustCompile(`^vault-role-oidc-Jane-Doe--jane-example\.co-\d{10}-[A-Za-z0-9]{8}$`).MatchString(name) {
 		t.Errorf("name %q", name)
+	}
+}
+
+func TestCredsNameDatadogKeyLimit(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
+	// Fill the owner's quota directly in the emulator (the seeded key counts).
+	for i := len(env.emu.Keys()) - 1; i < 1000; i++ {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodPost, "/api/v2/current_user/application_keys",
+			strings.NewReader(fmt.Sprintf(`{"data":{"type":"application_keys","attributes":{"name":"filler-%d"}}}`, i)))
+		req.Header.Set("DD-API-KEY", env.emu.APIKey())
+		req.Header.Set("DD-APPLICATION-KEY", env.emu.AppKey())
+		env.emu.Emulator.ServeHTTP(rec, req)
+		if rec.Code != http.StatusCreated {
+			t.Fatalf("filler key %d: %d %s", i, rec.Code, rec.Body)
+		}
+	}
+	resp, err := env.do(t, logical.ReadOperation, "creds/r", nil)
+	wantUserError(t, resp, err, "limit of 1000 application keys per user")
+	if left := env.issuedKeys(); len(left) != 0 {
+		t.Errorf("keys left after a refused create: %v", left)
 	}
 }
