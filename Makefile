@@ -1,0 +1,43 @@
+# Build, test and run the Datadog secrets engine; `make help` lists the targets.
+
+VERSION ?= v0.1.0-dev
+MODULE  := github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog
+# Vault reports this as the mount's running_plugin_version.
+LDFLAGS := -X $(MODULE)/backend.Version=$(VERSION)
+
+PLUGIN   := bin/plugins/vault-plugin-secrets-datadog
+EMULATOR := bin/datadog-emulator
+
+.DEFAULT_GOAL := build
+.PHONY: help build vault test dev fmt vet clean
+
+help:
+	@echo "make build   plugin into $(PLUGIN) (VERSION=$(VERSION)) and $(EMULATOR)"
+	@echo "make vault   print the path of a vault binary, building Vault once if needed"
+	@echo "make test    unit and end-to-end tests (a real Vault server)"
+	@echo "make dev     Vault dev server with the plugin at datadog/, against the emulator"
+	@echo "make fmt | vet | clean"
+
+build:
+	go build -ldflags "$(LDFLAGS)" -o $(PLUGIN) ./cmd/vault-plugin-secrets-datadog
+	go build -o $(EMULATOR) ./cmd/datadog-emulator
+
+vault:
+	@scripts/vault-bin.sh
+
+# Vault is found or built first, so that its one-time build is not charged
+# to the e2e tests' timeout and a failure to get it stops here, loudly.
+test:
+	vault_bin=$$(scripts/vault-bin.sh) && VAULT_BIN=$$vault_bin go test -count=1 -timeout 30m ./...
+
+dev:
+	VERSION=$(VERSION) scripts/dev.sh
+
+fmt:
+	go fmt ./...
+
+vet:
+	go vet ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,9 @@
+// Package e2e holds the end-to-end tests: the built plugin runs inside a real
+// Vault server (started once by TestMain) and is driven through Vault's HTTP
+// API and the vault CLI, with each test's Datadog played by an in-process
+// emulator on loopback.
+//
+//	go test ./e2e
+//
+// Vault is $VAULT_BIN, or whatever ../scripts/vault-bin.sh finds or builds.
+package e2e

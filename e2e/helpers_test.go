@@ -1,0 +1,241 @@
+package e2e
+
+import (
+	"errors"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulator"
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulatortest"
+)
+
+// datadog is one test's Datadog: an emulator served on loopback, where the
+// plugin process inside Vault reaches it, with every call checked against
+// Datadog's OpenAPI specification.
+type datadog struct {
+	*emulatortest.Server
+	url string
+}
+
+func startDatadog(t *testing.T) *datadog {
+	t.Helper()
+	s := emulatortest.Start(t, emulator.Options{})
+	return &datadog{Server: s, url: s.URL}
+}
+
+// get calls the emulated Datadog API with a credential and returns the
+// HTTP status.
+func (d *datadog) get(t *testing.T, path, apiKey, appKey string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, d.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("DD-API-KEY", apiKey)
+	req.Header.Set("DD-APPLICATION-KEY", appKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (d *datadog) key(id string) (emulator.Key, bool) {
+	for _, k := range d.Keys() {
+		if k.ID == id {
+			return k, true
+		}
+	}
+	return emulator.Key{}, false
+}
+
+// keysNamed returns the live keys the engine created under one credential name.
+func (d *datadog) keysNamed(name string) []emulator.Key {
+	var found []emulator.Key
+	for _, k := range d.Keys() {
+		if k.Name == name {
+			found = append(found, k)
+		}
+	}
+	return found
+}
+
+// waitKeysGone waits until none of the keys exists in Datadog any more.
+func (d *datadog) waitKeysGone(t *testing.T, timeout time.Duration, ids ...string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var left []string
+		for _, id := range ids {
+			if _, ok := d.key(id); ok {
+				left = append(left, id)
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("keys %v still exist in Datadog %s after their lease ended", left, timeout)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// requireKeysIssued checks that the credential's keys exist in Datadog as
+// the role asked: named after it, owned by the configured user, and (for the
+// application key) limited to the role's scopes.
+func (d *datadog) requireKeysIssued(t *testing.T, creds map[string]any, role string, scopes []string) {
+	t.Helper()
+	name := str(t, creds, "name")
+	if !strings.HasPrefix(name, "vault-"+role+"-") {
+		t.Errorf("credential name %q does not start with %q", name, "vault-"+role+"-")
+	}
+	app, ok := d.key(str(t, creds, "application_key_id"))
+	if !ok {
+		t.Fatalf("application key %v is not in Datadog", creds["application_key_id"])
+	}
+	if app.Kind != emulator.KindApplicationKey || app.Name != name || app.OwnerID != d.UserID() {
+		t.Errorf("application key in Datadog = %+v, want an application key named %q owned by %s", app, name, d.UserID())
+	}
+	if !slices.Equal(app.Scopes, scopes) {
+		t.Errorf("application key scopes in Datadog = %v, want %v", app.Scopes, scopes)
+	}
+	apiKey, ok := d.key(str(t, creds, "api_key_id"))
+	if !ok {
+		t.Fatalf("API key %v is not in Datadog", creds["api_key_id"])
+	}
+	if apiKey.Kind != emulator.KindAPIKey || apiKey.Name != name {
+		t.Errorf("API key in Datadog = %+v, want an API key named %q", apiKey, name)
+	}
+}
+
+func newClient(t *testing.T) *api.Client {
+	t.Helper()
+	client, err := vault.client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client
+}
+
+// cli runs the vault CLI and fails the test if it fails.
+func cli(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := vault.cli(args...)
+	if err != nil {
+		t.Fatalf("vault %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// mountPath derives a mount path from the test's name, so that every test
+// has its own engine.
+func mountPath(t *testing.T) string {
+	return "datadog-" + strings.Trim(regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
+}
+
+// enableEngine mounts the plugin at path, to be disabled when the test ends,
+// and checks that the mount runs the version built for the tests.
+func enableEngine(t *testing.T, client *api.Client, path string, dd *datadog) {
+	t.Helper()
+	if err := client.Sys().Mount(path, &api.MountInput{Type: pluginName}); err != nil {
+		t.Fatalf("enabling the engine at %s: %v", path, err)
+	}
+	disableAtCleanup(t, client, path, dd)
+	requireRunningVersion(t, client, path)
+}
+
+// disableAtCleanup disables the engine at path when the test ends, which
+// revokes its leases; with dd given, that must leave no key the engine
+// created in Datadog.
+func disableAtCleanup(t *testing.T, client *api.Client, path string, dd *datadog) {
+	t.Cleanup(func() {
+		if err := client.Sys().Unmount(path); err != nil {
+			t.Errorf("disabling the engine at %s: %v", path, err)
+		}
+		if dd == nil {
+			return
+		}
+		for _, k := range dd.Keys() {
+			if strings.HasPrefix(k.Name, "vault-") {
+				t.Errorf("key %s (%s) is still in Datadog after its engine was disabled", k.ID, k.Name)
+			}
+		}
+	})
+}
+
+func requireRunningVersion(t *testing.T, client *api.Client, path string) {
+	t.Helper()
+	mount, err := client.Sys().GetMount(path)
+	if err != nil {
+		t.Fatalf("reading mount %s: %v", path, err)
+	}
+	if mount.RunningVersion != pluginVersion {
+		t.Errorf("mount %s runs plugin version %q, want %q", path, mount.RunningVersion, pluginVersion)
+	}
+}
+
+// configure points the engine at path to the test's Datadog.
+func configure(t *testing.T, client *api.Client, path string, dd *datadog) {
+	t.Helper()
+	write(t, client, path+"/config", map[string]any{
+		"api_key": dd.APIKey(),
+		"app_key": dd.AppKey(),
+		"api_url": dd.url,
+	})
+}
+
+func write(t *testing.T, client *api.Client, path string, data map[string]any) {
+	t.Helper()
+	if _, err := client.Logical().Write(path, data); err != nil {
+		t.Fatalf("writing %s: %v", path, err)
+	}
+}
+
+func readCreds(t *testing.T, client *api.Client, path string) *api.Secret {
+	t.Helper()
+	secret, err := client.Logical().Read(path)
+	if err != nil {
+		t.Fatalf("reading %s: %v", path, err)
+	}
+	if secret == nil || secret.LeaseID == "" {
+		t.Fatalf("reading %s returned no lease: %+v", path, secret)
+	}
+	return secret
+}
+
+// str returns a string field of a response, failing if it is missing.
+func str(t *testing.T, data map[string]any, field string) string {
+	t.Helper()
+	s, _ := data[field].(string)
+	if s == "" {
+		t.Fatalf("response has no %s: %v", field, data)
+	}
+	return s
+}
+
+// requireBadRequest checks that a Vault request failed with HTTP 400 and a
+// message containing each of want.
+func requireBadRequest(t *testing.T, err error, want ...string) {
+	t.Helper()
+	var respErr *api.ResponseError
+	if !errors.As(err, &respErr) {
+		t.Fatalf("got error %v, want an HTTP 400 from Vault", err)
+	}
+	msg := strings.Join(respErr.Errors, "; ")
+	if respErr.StatusCode != http.StatusBadRequest {
+		t.Errorf("got HTTP %d (%s), want 400", respErr.StatusCode, msg)
+	}
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error %q does not mention %q", msg, w)
+		}
+	}
+}

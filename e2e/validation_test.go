@@ -1,0 +1,72 @@
+package e2e
+
+import (
+	"testing"
+)
+
+// TestBadInputsAreRefused sends mistakes through Vault's HTTP API: each must
+// come back as HTTP 400 with a message naming what is wrong.
+func TestBadInputsAreRefused(t *testing.T) {
+	t.Parallel()
+	dd := startDatadog(t)
+	client := newClient(t)
+	mount := mountPath(t)
+	enableEngine(t, client, mount, dd)
+	configure(t, client, mount, dd)
+
+	// A second engine with a role but no config.
+	unconfigured := mount + "-unconfigured"
+	enableEngine(t, client, unconfigured, nil)
+	write(t, client, unconfigured+"/roles/agent", map[string]any{"scopes": "dashboards_read"})
+
+	withKeys := func(data map[string]any) map[string]any {
+		data["api_key"], data["app_key"] = dd.APIKey(), dd.AppKey()
+		return data
+	}
+	writes := []struct {
+		name string
+		path string
+		data map[string]any
+		want []string
+	}{
+		{"unknown site", mount + "/config", withKeys(map[string]any{"site": "datadoghq.example"}), []string{"site", "datadoghq.example"}},
+		{"http api_url to a remote host", mount + "/config", withKeys(map[string]any{"api_url": "http://datadog.example.com"}), []string{"api_url", "loopback"}},
+		{"empty scopes", mount + "/roles/r", map[string]any{"scopes": ""}, []string{"scopes"}},
+		{"unknown scope", mount + "/roles/r", map[string]any{"scopes": "dashboards_read,dashboard_reed"}, []string{"scopes", "dashboard_reed"}},
+		{"ttl above max_ttl", mount + "/roles/r", map[string]any{"scopes": "dashboards_read", "ttl": "2h", "max_ttl": "1h"}, []string{"ttl", "max_ttl"}},
+		{"unknown api_key_mode", mount + "/roles/r", map[string]any{"scopes": "dashboards_read", "api_key_mode": "shared"}, []string{"api_key_mode", "shared"}},
+	}
+	for _, tc := range writes {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := client.Logical().Write(tc.path, tc.data)
+			requireBadRequest(t, err, tc.want...)
+		})
+	}
+
+	reads := []struct {
+		name string
+		path string
+		want []string
+	}{
+		{"creds of an unknown role", mount + "/creds/nope", []string{"role", `"nope"`}},
+		{"creds before config", unconfigured + "/creds/agent", []string{"config"}},
+	}
+	for _, tc := range reads {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := client.Logical().Read(tc.path)
+			requireBadRequest(t, err, tc.want...)
+		})
+	}
+
+	// The refused writes changed nothing.
+	config, err := client.Logical().Read(mount + "/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if config.Data["site"] != "datadoghq.com" || config.Data["api_url"] != dd.url {
+		t.Errorf("config after refused writes: %v", config.Data)
+	}
+	if role, err := client.Logical().Read(mount + "/roles/r"); err != nil || role != nil {
+		t.Errorf("refused role writes left a role: %v, %v", role, err)
+	}
+}
