@@ -2,6 +2,8 @@ package backend
 
 import (
 	"context"
+	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +25,12 @@ type testEnv struct {
 
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
-	env := &testEnv{emu: emulatortest.Start(t, emulator.Options{})}
+	return newTestEnvWith(t, emulator.Options{})
+}
+
+func newTestEnvWith(t *testing.T, opts emulator.Options) *testEnv {
+	t.Helper()
+	env := &testEnv{emu: emulatortest.Start(t, opts)}
 	env.url = env.emu.URL
 
 	conf := logical.TestBackendConfig()
@@ -59,17 +66,22 @@ func (env *testEnv) mustDo(t *testing.T, op logical.Operation, path string, data
 	return resp
 }
 
-// wantUserError asserts a 400-style answer whose message mentions every
-// fragment.
+// wantUserError asserts a 400-style answer (an error response, or an error
+// coded 400) whose message mentions every fragment.
 func wantUserError(t *testing.T, resp *logical.Response, err error, fragments ...string) {
 	t.Helper()
-	if err != nil {
+	var msg string
+	var coded logical.HTTPCodedError
+	switch {
+	case errors.As(err, &coded) && coded.Code() == http.StatusBadRequest:
+		msg = coded.Error()
+	case err != nil:
 		t.Fatalf("want an error response, got internal error %v", err)
-	}
-	if resp == nil || !resp.IsError() {
+	case resp == nil || !resp.IsError():
 		t.Fatalf("want an error response, got %#v", resp)
+	default:
+		msg = resp.Error().Error()
 	}
-	msg := resp.Error().Error()
 	for _, f := range fragments {
 		if !strings.Contains(msg, f) {
 			t.Errorf("error %q does not mention %q", msg, f)

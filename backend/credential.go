@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -153,7 +154,7 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 		return nil, err
 	}
 	if role == nil {
-		return logical.ErrorResponse("cannot renew: role %q no longer exists; request new credentials from an existing role", roleName), nil
+		return nil, renewRefused("role %q no longer exists; request new credentials from an existing role", roleName)
 	}
 	objects, err := decodeObjects(req.Secret)
 	if err != nil {
@@ -164,7 +165,7 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 		return nil, err
 	}
 	if client == nil {
-		return logical.ErrorResponse("cannot renew: %s", errNotConfigured), nil
+		return nil, renewRefused("%s", errNotConfigured)
 	}
 	for _, o := range objects {
 		exists, err := client.Exists(ctx, o)
@@ -172,7 +173,7 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 			return nil, fmt.Errorf("error checking Datadog %s %s before renewal: %w", describeKind(o.Kind), o.ID, err)
 		}
 		if !exists {
-			return logical.ErrorResponse("cannot renew: Datadog %s %s (%s) was deleted outside Vault; request new credentials", describeKind(o.Kind), o.ID, o.Name), nil
+			return nil, renewRefused("Datadog %s %s (%s) was deleted outside Vault; request new credentials", describeKind(o.Kind), o.ID, o.Name)
 		}
 	}
 
@@ -180,6 +181,12 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 	resp.Secret.TTL = role.TTL
 	resp.Secret.MaxTTL = b.leaseMaxTTL(role, objects, req.Secret.IssueTime)
 	return resp, nil
+}
+
+// renewRefused is a renewal the caller cannot have: a 400 carried as an
+// error, because Vault prints a renew's error response as a struct dump.
+func renewRefused(format string, args ...interface{}) error {
+	return logical.CodedError(http.StatusBadRequest, "cannot renew: "+fmt.Sprintf(format, args...))
 }
 
 // leaseMaxTTL is the role's max TTL, shortened so that the lease never

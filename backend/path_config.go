@@ -135,7 +135,7 @@ func (b *datadogBackend) pathConfigRead(ctx context.Context, req *logical.Reques
 		"owner_handle":   cfg.OwnerHandle,
 		"api_key_last4":  last4(cfg.APIKey),
 		"app_key_last4":  last4(cfg.AppKey),
-		"allowed_scopes": cfg.AllowedScopes,
+		"allowed_scopes": append([]string{}, cfg.AllowedScopes...), // [] rather than null when unset
 	}}, nil
 }
 
