@@ -4,7 +4,9 @@
 //	datadog-emulator -listen 127.0.0.1:0 -print-env
 //
 // prints DD_API_KEY, DD_APP_KEY and DD_API_URL lines for the seeded
-// credentials, then serves until SIGINT or SIGTERM.
+// credentials, then serves until SIGINT or SIGTERM. With -state-file the
+// organisation survives restarts; -rate-limit group=limit/period (repeated)
+// sets rate limits. See docs/emulator.md.
 package main
 
 import (
@@ -17,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,26 +32,39 @@ func main() {
 	apiKey := flag.String("api-key", "", "seeded API key (generated when empty)")
 	appKey := flag.String("app-key", "", "seeded application key (generated when empty)")
 	printEnv := flag.Bool("print-env", false, "print DD_API_KEY, DD_APP_KEY and DD_API_URL lines to stdout on start")
+	opts := emulator.Options{RateLimits: map[string]emulator.RateLimit{}}
+	flag.StringVar(&opts.StateFile, "state-file", "", "keep the organisation in this file across restarts (it holds secrets)")
+	flag.Uint64Var(&opts.FaultSeed, "fault-seed", 0, "seed of the random draws of faults with a probability")
+	flag.Func("rate-limit", "rate limit as group=limit/period, e.g. api_keys=100/10s (repeatable); groups: "+
+		strings.Join(emulator.RateLimitGroups(), ", "), func(s string) error {
+		group, limit, err := emulator.ParseRateLimit(s)
+		opts.RateLimits[group] = limit
+		return err
+	})
 	flag.Parse()
+	opts.APIKey, opts.AppKey = *apiKey, *appKey
 
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 	log.SetPrefix("datadog-emulator: ")
-	if err := run(*listen, *allowRemote, *apiKey, *appKey, *printEnv); err != nil {
+	if err := run(*listen, *allowRemote, opts, *printEnv); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(listen string, allowRemote bool, apiKey, appKey string, printEnv bool) error {
+func run(listen string, allowRemote bool, opts emulator.Options, printEnv bool) error {
 	if !allowRemote {
 		if err := requireLoopback(listen); err != nil {
 			return err
 		}
 	}
+	emu, err := emulator.Open(opts)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err
 	}
-	emu := emulator.New(emulator.Options{APIKey: apiKey, AppKey: appKey})
 	url := "http://" + ln.Addr().String()
 	if printEnv {
 		fmt.Printf("DD_API_KEY=%s\nDD_APP_KEY=%s\nDD_API_URL=%s\n", emu.APIKey(), emu.AppKey(), url)
@@ -113,3 +129,7 @@ func (s *statusRecorder) WriteHeader(status int) {
 	s.status = status
 	s.ResponseWriter.WriteHeader(status)
 }
+
+// Unwrap lets the emulator take over the connection (to drop it, as a
+// fault) through http.ResponseController.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

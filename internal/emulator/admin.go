@@ -1,8 +1,10 @@
 package emulator
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // adminPrefix is where the emulator's own endpoints live, under a path
@@ -12,18 +14,97 @@ const adminPrefix = "/_emulator/"
 
 // serveAdmin answers
 //
-//	GET    /_emulator/keys       {"keys":[Key...]}, oldest first
-//	DELETE /_emulator/keys/{id}  204, or 404 for an unknown id
+//	GET    /_emulator/keys                {"keys":[Key...]}, oldest first
+//	DELETE /_emulator/keys/{id}           204, or 404 for an unknown id
+//	GET    /_emulator/endpoints           {"endpoints":[Endpoint...]}
+//	GET    /_emulator/clock               {"now":...,"advance":"0s"}
+//	POST   /_emulator/clock               {"advance":"25h"} or {"set":"2030-01-01T00:00:00Z"}
+//	GET    /_emulator/rate_limits         {"rate_limits":{group:{"limit":..,"period":..}},"groups":[...]}
+//	PUT    /_emulator/rate_limits/{group} {"limit":5,"period":"10s"}; a limit of 0 removes it
+//	DELETE /_emulator/rate_limits/{group}
+//	GET    /_emulator/faults              {"faults":[Fault...]}
+//	POST   /_emulator/faults              Fault; answers 201 with its id
+//	DELETE /_emulator/faults              removes them all
+//	DELETE /_emulator/faults/{id}
 func (e *Emulator) serveAdmin(r *http.Request) response {
-	rest := strings.TrimPrefix(r.URL.Path, adminPrefix)
-	switch {
-	case rest == "keys" && r.Method == http.MethodGet:
+	resource, id, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, adminPrefix), "/")
+	switch r.Method + " " + resource {
+	case "GET keys":
 		return ok(map[string]any{"keys": e.Keys()})
-	case strings.HasPrefix(rest, "keys/") && r.Method == http.MethodDelete:
-		if e.DeleteKey(strings.TrimPrefix(rest, "keys/")) {
-			return response{status: http.StatusNoContent}
+	case "DELETE keys":
+		if e.DeleteKey(id) {
+			return noContent
 		}
 		return errorResponse(http.StatusNotFound, "Key not found")
+	case "GET endpoints":
+		return ok(map[string]any{"endpoints": e.Endpoints()})
+	case "GET clock":
+		return e.clockState()
+	case "POST clock":
+		var body struct {
+			Advance jsonDuration `json:"advance"`
+			Set     *time.Time   `json:"set"`
+		}
+		if errResp := decodeAdmin(r, &body); errResp != nil {
+			return *errResp
+		}
+		d := time.Duration(body.Advance)
+		if body.Set != nil {
+			d = body.Set.Sub(e.now())
+		}
+		e.Advance(d)
+		return e.clockState()
+	case "GET rate_limits":
+		return ok(map[string]any{"rate_limits": e.RateLimits(), "groups": RateLimitGroups()})
+	case "PUT rate_limits", "DELETE rate_limits":
+		var l RateLimit
+		if r.Method == http.MethodPut {
+			if errResp := decodeAdmin(r, &l); errResp != nil {
+				return *errResp
+			}
+		}
+		if err := e.SetRateLimit(id, l); err != nil {
+			return errorResponse(http.StatusBadRequest, err.Error())
+		}
+		if l.Limit == 0 {
+			return noContent
+		}
+		return ok(l)
+	case "GET faults":
+		return ok(map[string]any{"faults": e.Faults()})
+	case "POST faults":
+		var f Fault
+		if errResp := decodeAdmin(r, &f); errResp != nil {
+			return *errResp
+		}
+		added, err := e.AddFault(f)
+		if err != nil {
+			return errorResponse(http.StatusBadRequest, err.Error())
+		}
+		return response{status: http.StatusCreated, body: added}
+	case "DELETE faults":
+		if id == "" {
+			e.ClearFaults()
+			return noContent
+		}
+		if e.RemoveFault(id) {
+			return noContent
+		}
+		return errorResponse(http.StatusNotFound, "Fault not found")
 	}
 	return notFound
+}
+
+func (e *Emulator) clockState() response {
+	return ok(map[string]any{"now": formatTime(e.now()), "advance": time.Duration(e.advance.Load()).String()})
+}
+
+func decodeAdmin(r *http.Request, v any) *response {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields() // a misspelt field would silently do nothing
+	if err := dec.Decode(v); err != nil {
+		resp := errorResponse(http.StatusBadRequest, "Invalid JSON body: "+err.Error())
+		return &resp
+	}
+	return nil
 }

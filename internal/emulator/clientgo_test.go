@@ -1,19 +1,21 @@
-package emulator
+package emulator_test
 
 import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/DataDog/datadog-api-client-go/v2/api/datadog"
 	"github.com/DataDog/datadog-api-client-go/v2/api/datadogV1"
 	"github.com/DataDog/datadog-api-client-go/v2/api/datadogV2"
 
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulator"
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulatortest"
 	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/permissions"
 )
 
@@ -21,12 +23,10 @@ import (
 // which parses responses strictly: an object whose fields do not match the
 // spec (a timestamp without offset, say) lands in UnparsedObject.
 func TestClientGoCompatibility(t *testing.T) {
-	emu := New(Options{})
-	srv := httptest.NewServer(emu)
-	defer srv.Close()
+	emu := emulatortest.Start(t, emulator.Options{})
 
 	cfg := datadog.NewConfiguration()
-	cfg.Host = strings.TrimPrefix(srv.URL, "http://") // Host and Scheme override the site's server URL
+	cfg.Host = strings.TrimPrefix(emu.URL, "http://") // Host and Scheme override the site's server URL
 	cfg.Scheme = "http"
 	client := datadog.NewAPIClient(cfg)
 	keysCtx := func(appKey string) context.Context {
@@ -165,6 +165,94 @@ func TestClientGoCompatibility(t *testing.T) {
 		}
 		resp, err = keys.DeleteAPIKey(ctx, id)
 		wantStatus(t, resp, err, http.StatusNotFound, "API key not found")
+	})
+
+	t.Run("service account, its key and tokens", func(t *testing.T) {
+		roles, _, err := datadogV2.NewRolesApi(client).ListRoles(ctx, *datadogV2.NewListRolesOptionalParameters().WithFilter("Standard"))
+		if err != nil || len(roles.Data) != 1 {
+			t.Fatalf("ListRoles = %+v, %v", roles, err)
+		}
+		assertParsed(t, roles)
+		accounts := datadogV2.NewServiceAccountsApi(client)
+		attrs := datadogV2.NewServiceAccountCreateAttributes("ci@example.com", true)
+		attrs.SetName("CI")
+		data := datadogV2.NewServiceAccountCreateData(*attrs, datadogV2.USERSTYPE_USERS)
+		data.SetRelationships(datadogV2.UserRelationships{Roles: &datadogV2.RelationshipToRoles{
+			Data: []datadogV2.RelationshipToRoleData{{Id: roles.Data[0].Id, Type: datadogV2.ROLESTYPE_ROLES.Ptr()}},
+		}})
+		sa, resp, err := accounts.CreateServiceAccount(ctx, *datadogV2.NewServiceAccountCreateRequest(*data))
+		if err != nil || resp.StatusCode != http.StatusCreated {
+			t.Fatalf("CreateServiceAccount: %v, %v", resp, err)
+		}
+		assertParsed(t, sa)
+		saID := sa.Data.GetId()
+
+		key, _, err := accounts.CreateServiceAccountApplicationKey(ctx, saID, datadogV2.ApplicationKeyCreateRequest{Data: datadogV2.ApplicationKeyCreateData{
+			Type:       datadogV2.APPLICATIONKEYSTYPE_APPLICATION_KEYS,
+			Attributes: datadogV2.ApplicationKeyCreateAttributes{Name: "ci-key"},
+		}})
+		if err != nil || key.Data.Attributes.GetKey() == "" {
+			t.Fatalf("CreateServiceAccountApplicationKey = %+v, %v", key, err)
+		}
+		assertParsed(t, key)
+		saKeys, _, err := accounts.ListServiceAccountApplicationKeys(ctx, saID)
+		if err != nil || len(saKeys.Data) != 1 {
+			t.Errorf("ListServiceAccountApplicationKeys = %+v, %v", saKeys, err)
+		}
+		assertParsed(t, saKeys)
+
+		expires := time.Now().Add(time.Hour)
+		satAttrs := datadogV2.NewServiceAccountAccessTokenCreateAttributes("ci-token", []string{"dashboards_read"})
+		satAttrs.SetExpiresAt(expires)
+		sat, _, err := accounts.CreateServiceAccountAccessToken(ctx, saID,
+			*datadogV2.NewServiceAccountAccessTokenCreateRequest(*datadogV2.NewServiceAccountAccessTokenCreateData(*satAttrs, datadogV2.SERVICEACCESSTOKENSTYPE_SERVICE_ACCESS_TOKENS)))
+		if err != nil || !sat.Data.Attributes.ExpiresAt.IsSet() || sat.Data.Attributes.GetExpiresAt().Sub(expires).Abs() > time.Millisecond {
+			t.Fatalf("CreateServiceAccountAccessToken = %+v, %v", sat, err)
+		}
+		assertParsed(t, sat)
+		fetched, _, err := accounts.GetServiceAccountAccessToken(ctx, saID, sat.Data.GetId())
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertParsed(t, fetched)
+
+		pat, _, err := keys.CreatePersonalAccessToken(ctx, *datadogV2.NewPersonalAccessTokenCreateRequest(*datadogV2.NewPersonalAccessTokenCreateData(
+			*datadogV2.NewPersonalAccessTokenCreateAttributes(time.Now().Add(48*time.Hour), "pat", []string{"monitors_read"}),
+			datadogV2.PERSONALACCESSTOKENSTYPE_PERSONAL_ACCESS_TOKENS)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertParsed(t, pat)
+		all, _, err := keys.ListPersonalAccessTokens(ctx)
+		if err != nil || len(all.Data) != 2 {
+			t.Errorf("ListPersonalAccessTokens = %+v, %v", all, err)
+		}
+		assertParsed(t, all)
+
+		// Tokens authenticate alone, through client-go's access-token context.
+		for token, want := range map[string][2]int{
+			sat.Data.Attributes.GetKey(): {http.StatusOK, http.StatusForbidden},
+			pat.Data.Attributes.GetKey(): {http.StatusForbidden, http.StatusOK},
+		} {
+			tokenCtx := context.WithValue(context.Background(), datadog.ContextAccessToken, token)
+			_, resp, _ := datadogV1.NewDashboardsApi(client).ListDashboards(tokenCtx)
+			_, resp2, _ := datadogV1.NewMonitorsApi(client).ListMonitors(tokenCtx)
+			if resp == nil || resp2 == nil || resp.StatusCode != want[0] || resp2.StatusCode != want[1] {
+				t.Errorf("token %s: dashboards %v, monitors %v; want %v", token[:6], resp, resp2, want)
+			}
+		}
+
+		users := datadogV2.NewUsersApi(client)
+		if resp, err := users.DisableUser(ctx, saID); err != nil || resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("DisableUser: %v, %v", resp, err)
+		}
+		got, _, err := users.GetUser(ctx, saID)
+		if err != nil || !got.Data.Attributes.GetDisabled() || !got.Data.Attributes.GetServiceAccount() {
+			t.Errorf("GetUser of the disabled account = %+v, %v", got.Data, err)
+		}
+		assertParsed(t, got)
+		_, resp, err = datadogV1.NewDashboardsApi(client).ListDashboards(context.WithValue(context.Background(), datadog.ContextAccessToken, sat.Data.Attributes.GetKey()))
+		wantStatus(t, resp, err, http.StatusForbidden, "Forbidden")
 	})
 }
 

@@ -1,144 +1,21 @@
-package emulator
+package emulator_test
 
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulator"
 )
 
-// testServer is an emulator behind a real HTTP server, with the seeded keys.
-type testServer struct {
-	*Emulator
-	url string
-}
-
-func newTestServer(t *testing.T, opts Options) *testServer {
-	t.Helper()
-	emu := New(opts)
-	srv := httptest.NewServer(emu)
-	t.Cleanup(srv.Close)
-	return &testServer{Emulator: emu, url: srv.URL}
-}
-
-// call sends a request authenticated with the given keys and returns the
-// status and the decoded JSON body (nil when empty).
-func (s *testServer) call(t *testing.T, apiKey, appKey, method, path, body string) (int, any) {
-	t.Helper()
-	req, err := http.NewRequest(method, s.url+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if apiKey != "" {
-		req.Header.Set("DD-API-KEY", apiKey)
-	}
-	if appKey != "" {
-		req.Header.Set("DD-APPLICATION-KEY", appKey)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(raw) == 0 {
-		return resp.StatusCode, nil
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("%s %s: Content-Type %q, want application/json", method, path, ct)
-	}
-	var decoded any
-	if err := json.Unmarshal(raw, &decoded); err != nil {
-		t.Fatalf("%s %s: invalid JSON %q: %v", method, path, raw, err)
-	}
-	return resp.StatusCode, decoded
-}
-
-// admin calls with the seeded, unscoped keys.
-func (s *testServer) admin(t *testing.T, method, path, body string) (int, any) {
-	t.Helper()
-	return s.call(t, s.APIKey(), s.AppKey(), method, path, body)
-}
-
-// createAppKey creates a current-user application key and returns its id
-// and secret.
-func (s *testServer) createAppKey(t *testing.T, name string, scopes ...string) (id, secret string) {
-	t.Helper()
-	attrs := map[string]any{"name": name}
-	if scopes != nil {
-		attrs["scopes"] = scopes
-	}
-	status, body := s.admin(t, "POST", "/api/v2/current_user/application_keys", jsonBody(t, "application_keys", "", attrs))
-	if status != http.StatusCreated {
-		t.Fatalf("creating application key: %d %v", status, body)
-	}
-	return str(body, "data.id"), str(body, "data.attributes.key")
-}
-
-func jsonBody(t *testing.T, typ, id string, attrs map[string]any) string {
-	t.Helper()
-	data := map[string]any{"type": typ, "attributes": attrs}
-	if id != "" {
-		data["id"] = id
-	}
-	b, err := json.Marshal(map[string]any{"data": data})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-// get walks a decoded JSON value along a dotted path; numbers index arrays.
-func get(v any, path string) any {
-	for _, part := range strings.Split(path, ".") {
-		switch node := v.(type) {
-		case map[string]any:
-			v = node[part]
-		case []any:
-			var i int
-			if _, err := fmt.Sscan(part, &i); err != nil || i >= len(node) {
-				return nil
-			}
-			v = node[i]
-		default:
-			return nil
-		}
-	}
-	return v
-}
-
-func str(v any, path string) string {
-	s, _ := get(v, path).(string)
-	return s
-}
-
-func wantError(t *testing.T, status int, body any, wantStatus int, wantMessage string) {
-	t.Helper()
-	if status != wantStatus {
-		t.Errorf("status %d, want %d (body %v)", status, wantStatus, body)
-		return
-	}
-	errs, _ := get(body, "errors").([]any)
-	if len(errs) != 1 || errs[0] != wantMessage {
-		t.Errorf("errors %v, want [%q]", get(body, "errors"), wantMessage)
-	}
-}
-
 func TestSeededKeyFormats(t *testing.T) {
-	emu := New(Options{})
+	emu := emulator.New(emulator.Options{})
 	if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(emu.APIKey()) {
 		t.Errorf("API key %q is not 32 lowercase hex", emu.APIKey())
 	}
@@ -148,14 +25,14 @@ func TestSeededKeyFormats(t *testing.T) {
 	if !regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`).MatchString(emu.UserID()) {
 		t.Errorf("user id %q is not a UUID", emu.UserID())
 	}
-	given := New(Options{APIKey: "0123456789abcdef0123456789abcdef", AppKey: strings.Repeat("a", 40)})
+	given := emulator.New(emulator.Options{APIKey: "0123456789abcdef0123456789abcdef", AppKey: strings.Repeat("a", 40)})
 	if given.APIKey() != "0123456789abcdef0123456789abcdef" || given.AppKey() != strings.Repeat("a", 40) {
 		t.Error("given seeded keys not used")
 	}
 }
 
 func TestAuthFailures(t *testing.T) {
-	s := newTestServer(t, Options{})
+	s := newTestServer(t, emulator.Options{})
 	forbidden := []struct {
 		name           string
 		apiKey, appKey string
@@ -189,7 +66,7 @@ func TestAuthFailures(t *testing.T) {
 }
 
 func TestScopedApplicationKey(t *testing.T) {
-	s := newTestServer(t, Options{})
+	s := newTestServer(t, emulator.Options{})
 	_, dashboardsOnly := s.createAppKey(t, "dashboards only", "dashboards_read")
 	_, usersOnly := s.createAppKey(t, "users only", "user_access_read")
 
@@ -244,7 +121,7 @@ func TestScopedApplicationKey(t *testing.T) {
 }
 
 func TestInvalidScopes(t *testing.T) {
-	s := newTestServer(t, Options{})
+	s := newTestServer(t, emulator.Options{})
 	status, body := s.admin(t, "POST", "/api/v2/current_user/application_keys",
 		jsonBody(t, "application_keys", "", map[string]any{"name": "k", "scopes": []string{"dashboards_read", "no_such_scope"}}))
 	wantError(t, status, body, http.StatusBadRequest, "Invalid scopes")
@@ -272,7 +149,7 @@ func TestInvalidScopes(t *testing.T) {
 }
 
 func TestSecretOnlyOnCreate(t *testing.T) {
-	s := newTestServer(t, Options{})
+	s := newTestServer(t, emulator.Options{})
 	status, created := s.admin(t, "POST", "/api/v2/current_user/application_keys",
 		jsonBody(t, "application_keys", "", map[string]any{"name": "once"}))
 	if status != http.StatusCreated {
@@ -314,7 +191,7 @@ func TestSecretOnlyOnCreate(t *testing.T) {
 }
 
 func TestDeleteTwice(t *testing.T) {
-	s := newTestServer(t, Options{})
+	s := newTestServer(t, emulator.Options{})
 	for _, tc := range []struct {
 		collection, typ, notFound string
 	}{
@@ -344,7 +221,7 @@ func TestDeleteTwice(t *testing.T) {
 }
 
 func TestListFilterSortAndPaging(t *testing.T) {
-	s := newTestServer(t, Options{})
+	s := newLenientServer(t, emulator.Options{}) // sends invalid sorts and page sizes
 	for i := range 25 {
 		s.createAppKey(t, fmt.Sprintf("Page-%02d", i))
 	}
@@ -408,41 +285,54 @@ func TestListFilterSortAndPaging(t *testing.T) {
 }
 
 // TestApplicationKeyLimit drives the handler directly: 1000 creates over
-// loopback would only add time.
+// loopback would only add time. The limit holds for every owner.
 func TestApplicationKeyLimit(t *testing.T) {
-	emu := New(Options{})
-	create := func() int {
-		req := httptest.NewRequest("POST", "/api/v2/current_user/application_keys",
-			strings.NewReader(`{"data":{"type":"application_keys","attributes":{"name":"bulk"}}}`))
-		req.Header.Set("DD-API-KEY", emu.APIKey())
-		req.Header.Set("DD-APPLICATION-KEY", emu.AppKey())
-		rec := httptest.NewRecorder()
-		emu.ServeHTTP(rec, req)
-		return rec.Code
+	emu := emulator.New(emulator.Options{})
+	serve := serveDirect(t, emu)
+	created := serve("POST", "/api/v2/service_accounts",
+		`{"data":{"type":"users","attributes":{"email":"bulk@example.com","service_account":true}}}`)
+	var sa struct{ Data struct{ ID string } }
+	if err := json.Unmarshal(created.Body.Bytes(), &sa); err != nil || created.Code != http.StatusCreated {
+		t.Fatalf("creating a service account: %d %s", created.Code, created.Body)
 	}
-	for i := 1; i < maxAppKeysPerUser; i++ { // the seeded key is the first
+	for _, tc := range []struct {
+		owner, collection string
+		seeded            int
+	}{
+		{emu.UserID(), "/api/v2/current_user/application_keys", 1},
+		{sa.Data.ID, "/api/v2/service_accounts/" + sa.Data.ID + "/application_keys", 0},
+	} {
+		create := func() int {
+			return serve("POST", tc.collection, `{"data":{"type":"application_keys","attributes":{"name":"bulk"}}}`).Code
+		}
+		for i := tc.seeded; i < 1000; i++ {
+			if code := create(); code != http.StatusCreated {
+				t.Fatalf("%s: create #%d: %d", tc.collection, i+1, code)
+			}
+		}
+		if rec := serve("POST", tc.collection, `{"data":{"type":"application_keys","attributes":{"name":"bulk"}}}`); rec.Code != http.StatusBadRequest {
+			t.Fatalf("%s: create #1001: %d %s, want 400", tc.collection, rec.Code, rec.Body)
+		}
+		list := serve("GET", tc.collection+"?page[size]=1", "")
+		if !strings.Contains(list.Body.String(), `"max_allowed_per_user":1000`) || !strings.Contains(list.Body.String(), `"total_filtered_count":1000`) {
+			t.Errorf("%s list meta: %s", tc.collection, list.Body)
+		}
+		var last emulator.Key
+		for _, k := range emu.Keys() {
+			if k.Kind == emulator.KindApplicationKey && k.OwnerID == tc.owner {
+				last = k
+			}
+		}
+		emu.DeleteKey(last.ID)
 		if code := create(); code != http.StatusCreated {
-			t.Fatalf("create #%d: %d", i+1, code)
+			t.Errorf("%s: create after a delete: %d, want 201", tc.collection, code)
 		}
-	}
-	if code := create(); code != http.StatusBadRequest {
-		t.Fatalf("create #1001: %d, want 400", code)
-	}
-	var last Key
-	for _, k := range emu.Keys() {
-		if k.Kind == KindApplicationKey {
-			last = k
-		}
-	}
-	emu.DeleteKey(last.ID)
-	if code := create(); code != http.StatusCreated {
-		t.Errorf("create after a delete: %d, want 201", code)
 	}
 }
 
 func TestTimestamps(t *testing.T) {
 	clock := time.Date(2022, 5, 12, 9, 52, 3, 65338123, time.FixedZone("CEST", 2*60*60))
-	s := newTestServer(t, Options{Now: func() time.Time { return clock }})
+	s := newTestServer(t, emulator.Options{Now: func() time.Time { return clock }})
 	layout := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$`)
 
 	_, created := s.admin(t, "POST", "/api/v2/current_user/application_keys", jsonBody(t, "application_keys", "", map[string]any{"name": "t"}))
@@ -480,11 +370,11 @@ func TestTimestamps(t *testing.T) {
 }
 
 func TestDeleteKeyOutOfBand(t *testing.T) {
-	s := newTestServer(t, Options{})
+	s := newTestServer(t, emulator.Options{})
 	id, secret := s.createAppKey(t, "revoked in the UI", "dashboards_read")
 
 	keys := s.Keys()
-	if len(keys) != 3 || keys[0].Kind != KindAPIKey || keys[1].Kind != KindApplicationKey || keys[2].ID != id {
+	if len(keys) != 3 || keys[0].Kind != emulator.KindAPIKey || keys[1].Kind != emulator.KindApplicationKey || keys[2].ID != id {
 		t.Fatalf("Keys() = %+v, want seeded API key, seeded app key, new key", keys)
 	}
 	if keys[1].Scopes != nil || !slices.Equal(keys[2].Scopes, []string{"dashboards_read"}) || keys[2].OwnerID != s.UserID() {
@@ -509,10 +399,10 @@ func TestDeleteKeyOutOfBand(t *testing.T) {
 		t.Fatalf("GET /_emulator/keys: %d", status)
 	}
 	listed := get(body, "keys").([]any)
-	if len(listed) != 2 || str(listed[1], "id") != s.Keys()[1].ID || str(listed[1], "kind") != KindApplicationKey {
+	if len(listed) != 2 || str(listed[1], "id") != s.Keys()[1].ID || str(listed[1], "kind") != emulator.KindApplicationKey {
 		t.Errorf("/_emulator/keys = %v", body)
 	}
-	for _, field := range []string{"id", "kind", "name", "owner_id", "scopes", "created_at"} {
+	for _, field := range []string{"id", "kind", "name", "owner_id", "scopes", "created_at", "expires_at"} {
 		if _, present := listed[0].(map[string]any)[field]; !present {
 			t.Errorf("/_emulator/keys entries lack %q: %v", field, listed[0])
 		}
@@ -531,7 +421,7 @@ func TestDeleteKeyOutOfBand(t *testing.T) {
 }
 
 func TestCreateAndUpdateValidation(t *testing.T) {
-	s := newTestServer(t, Options{})
+	s := newLenientServer(t, emulator.Options{}) // sends invalid bodies
 	for _, tc := range []struct {
 		name, path, body string
 	}{
@@ -577,7 +467,7 @@ func TestCreateAndUpdateValidation(t *testing.T) {
 }
 
 func TestUnknownRoutes(t *testing.T) {
-	s := newTestServer(t, Options{})
+	s := newLenientServer(t, emulator.Options{}) // the checker knows no such operations
 	for _, tc := range []struct{ method, path string }{
 		{"GET", "/api/v2/nope"},
 		{"GET", "/api/v2/service_accounts"},
@@ -594,15 +484,8 @@ func TestUnknownRoutes(t *testing.T) {
 // TestConcurrentUse is meant for -race. It drives the handler directly, as
 // t.Fatal must not be called from the goroutines.
 func TestConcurrentUse(t *testing.T) {
-	emu := New(Options{})
-	serve := func(method, path, body string) *httptest.ResponseRecorder {
-		req := httptest.NewRequest(method, path, strings.NewReader(body))
-		req.Header.Set("DD-API-KEY", emu.APIKey())
-		req.Header.Set("DD-APPLICATION-KEY", emu.AppKey())
-		rec := httptest.NewRecorder()
-		emu.ServeHTTP(rec, req)
-		return rec
-	}
+	emu := emulator.New(emulator.Options{})
+	serve := serveDirect(t, emu)
 	var wg sync.WaitGroup
 	for w := range 8 {
 		wg.Go(func() {
@@ -615,6 +498,7 @@ func TestConcurrentUse(t *testing.T) {
 					return
 				}
 				emu.Keys()
+				emu.Advance(time.Millisecond)
 				if rec := serve("DELETE", "/api/v2/application_keys/"+created.Data.ID, ""); rec.Code != http.StatusNoContent {
 					t.Errorf("delete: %d %s", rec.Code, rec.Body)
 				}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,25 +13,26 @@ import (
 	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/permissions"
 )
 
-// storedKey is an API key or application key with everything Datadog keeps
-// about it.
+// storedKey is an API key, application key or access token with everything
+// Datadog keeps about it. Its fields are exported for the state file.
 type storedKey struct {
 	Key
-	secret     string
-	seq        int
-	modifiedAt time.Time
-	modifiedBy string
-	lastUsedAt *time.Time
+	Secret     string     `json:"secret"`
+	Seq        int        `json:"seq"`
+	ModifiedAt time.Time  `json:"modified_at"`
+	ModifiedBy string     `json:"modified_by"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+	RevokedAt  *time.Time `json:"revoked_at,omitempty"` // access tokens only
 
 	// API keys only.
-	category                string
-	remoteConfigReadEnabled bool
+	Category                string `json:"category,omitempty"`
+	RemoteConfigReadEnabled bool   `json:"remote_config_read_enabled,omitempty"`
 }
 
-func (k *storedKey) last4() string { return k.secret[len(k.secret)-4:] }
+func (k *storedKey) last4() string { return k.Secret[len(k.Secret)-4:] }
 
-// view is the operation a key is rendered for: Datadog returns different
-// attributes from each.
+// view is the operation an object is rendered for: Datadog returns
+// different attributes from each.
 type view int
 
 const (
@@ -38,18 +40,23 @@ const (
 	viewRead
 	viewList
 	viewUpdated
+	viewIncluded // a related object in "included"
 )
 
-// keyKind holds what differs between API keys and application keys; the
-// handlers below are shared.
+// keyKind holds what differs between API keys, application keys and the
+// two kinds of access token; the handlers below are shared.
 type keyKind struct {
 	kind          string // Key.Kind
 	jsonType      string // JSON:API data.type
 	notFound      string // error message for an unknown id
 	newSecret     func() string
 	sorts         []string // accepted ?sort fields (each also with a "-" prefix)
-	perOwnerLimit int      // most keys one user may own; 0 for no limit
+	perOwnerLimit int      // most keys one owner may have; 0 for no limit
 	nameOnUpdate  bool     // whether an update must carry a name
+	// revocable kinds (access tokens) are revoked rather than deleted:
+	// Datadog keeps them, and revoking one again succeeds. They
+	// authenticate alone, as bearer tokens.
+	revocable     bool
 	meta          func(total int) map[string]any
 	attributes    func(k *storedKey, v view, now time.Time) map[string]any
 	relationships func(k *storedKey) map[string]any
@@ -57,7 +64,7 @@ type keyKind struct {
 	includable map[string]func(k *storedKey) string
 	// apply validates and then sets the kind's own attributes. It returns
 	// the message of a 400 answer when they are invalid, leaving k as it was.
-	apply func(k *storedKey, attrs keyAttributes, creating bool) (problem string)
+	apply func(k *storedKey, attrs keyAttributes, creating bool, now time.Time) (problem string)
 }
 
 const (
@@ -66,6 +73,14 @@ const (
 	maxPageSize       = 100
 	defaultPageSize   = 10
 )
+
+// kinds finds a key's keyKind by Key.Kind.
+var kinds = map[string]*keyKind{
+	KindAPIKey:              apiKeys,
+	KindApplicationKey:      applicationKeys,
+	KindPersonalAccessToken: personalAccessTokens,
+	KindServiceAccessToken:  serviceAccessTokens,
+}
 
 var apiKeys = &keyKind{
 	kind:         KindAPIKey,
@@ -81,21 +96,21 @@ var apiKeys = &keyKind{
 		a := map[string]any{
 			"name":                       k.Name,
 			"created_at":                 formatTime(k.CreatedAt),
-			"modified_at":                formatTime(k.modifiedAt),
+			"modified_at":                formatTime(k.ModifiedAt),
 			"last4":                      k.last4(),
-			"category":                   k.category,
-			"remote_config_read_enabled": k.remoteConfigReadEnabled,
+			"category":                   k.Category,
+			"remote_config_read_enabled": k.RemoteConfigReadEnabled,
 		}
 		// Unlike application keys, API key values stay readable to holders
 		// of api_keys_read (recorded on GET and PATCH); only lists omit them.
 		if v != viewList {
-			a["key"] = k.secret
+			a["key"] = k.Secret
 		}
 		if v == viewRead || v == viewList {
-			a["date_last_used"] = formatOptionalTime(k.lastUsedAt)
-			a["used_in_last_24_hours"] = k.lastUsedAt != nil && now.Sub(*k.lastUsedAt) < 24*time.Hour
+			a["date_last_used"] = formatOptionalTime(k.LastUsedAt)
+			a["used_in_last_24_hours"] = k.LastUsedAt != nil && now.Sub(*k.LastUsedAt) < 24*time.Hour
 			a["last_used_date"] = map[string]any{
-				"timestamp":   formatOptionalTime(k.lastUsedAt),
+				"timestamp":   formatOptionalTime(k.LastUsedAt),
 				"description": "Timestamp of when this key was last used in the past ninety (90) days, null if no recent usage",
 			}
 		}
@@ -104,23 +119,23 @@ var apiKeys = &keyKind{
 	relationships: func(k *storedKey) map[string]any {
 		return map[string]any{
 			"created_by":       relationship("users", k.OwnerID),
-			"modified_by":      relationship("users", k.modifiedBy),
+			"modified_by":      relationship("users", k.ModifiedBy),
 			"leak_information": map[string]any{"data": nil},
 		}
 	},
 	includable: map[string]func(k *storedKey) string{
 		"created_by":  func(k *storedKey) string { return k.OwnerID },
-		"modified_by": func(k *storedKey) string { return k.modifiedBy },
+		"modified_by": func(k *storedKey) string { return k.ModifiedBy },
 	},
-	apply: func(k *storedKey, attrs keyAttributes, creating bool) string {
+	apply: func(k *storedKey, attrs keyAttributes, creating bool, _ time.Time) string {
 		if creating {
-			k.category, k.remoteConfigReadEnabled = "default", true
+			k.Category, k.RemoteConfigReadEnabled = "default", true
 		}
 		if attrs.Category.set {
-			k.category = attrs.Category.value
+			k.Category = attrs.Category.value
 		}
 		if attrs.RemoteConfigReadEnabled.set {
-			k.remoteConfigReadEnabled = attrs.RemoteConfigReadEnabled.value
+			k.RemoteConfigReadEnabled = attrs.RemoteConfigReadEnabled.value
 		}
 		return ""
 	},
@@ -147,13 +162,14 @@ var applicationKeys = &keyKind{
 		case viewCreated:
 			// The secret is shown once, on create (One-Time-Read mode, the
 			// default for orgs since 2025).
-			a["key"] = k.secret
+			a["key"] = k.Secret
 		case viewRead, viewList:
-			a["last_used_at"] = formatOptionalTime(k.lastUsedAt)
+			a["last_used_at"] = formatOptionalTime(k.LastUsedAt)
 		}
 		return a
 	},
 	relationships: func(k *storedKey) map[string]any {
+		// owned_by is a "users" relationship for service accounts too (recorded).
 		return map[string]any{
 			"owned_by":         relationship("users", k.OwnerID),
 			"leak_information": map[string]any{"data": nil},
@@ -162,14 +178,12 @@ var applicationKeys = &keyKind{
 	includable: map[string]func(k *storedKey) string{
 		"owned_by": func(k *storedKey) string { return k.OwnerID },
 	},
-	apply: func(k *storedKey, attrs keyAttributes, _ bool) string {
+	apply: func(k *storedKey, attrs keyAttributes, _ bool, _ time.Time) string {
 		if !attrs.Scopes.set {
 			return ""
 		}
-		for _, s := range attrs.Scopes.value {
-			if !permissions.IsKnown(s) {
-				return "Invalid scopes"
-			}
+		if !allKnown(attrs.Scopes.value) {
+			return "Invalid scopes"
 		}
 		// Stored as given; null and [] both mean unscoped.
 		k.Scopes = nil
@@ -180,17 +194,39 @@ var applicationKeys = &keyKind{
 	},
 }
 
+// allKnown reports whether every scope is a Datadog permission name.
+func allKnown(scopes []string) bool {
+	return !slices.ContainsFunc(scopes, func(s string) bool { return !permissions.IsKnown(s) })
+}
+
 // collection is a key collection as one family of paths exposes it.
 type collection struct {
-	kind       *keyKind
-	path       string // spec path template of the collection
-	idParam    string // name of the id parameter in the item path
-	callerOnly bool   // current_user paths: only the caller's own keys exist
+	kind    *keyKind
+	path    string // spec path template of the collection
+	idParam string // name of the id parameter in the item path
+	group   string // rate-limit group
+	owners  ownerScope
+	// alsoListed are further kinds the collection's list shows: Datadog's
+	// "all access tokens of the organisation" holds service access tokens too.
+	alsoListed []*keyKind
 	creatable  bool
 	// includeOwnerOnRead: GET of one item includes its owner even unasked,
 	// as recorded for the current_user path.
 	includeOwnerOnRead bool
+	// updateOmitsOwner: the PATCH answer has no owned_by (recorded for the
+	// service-account path).
+	updateOmitsOwner bool
 }
+
+// ownerScope says whose keys a collection holds, and who owns the keys it
+// creates.
+type ownerScope int
+
+const (
+	orgWide            ownerScope = iota // everyone's; creates for the caller
+	callerOwned                          // the caller's own (current_user paths)
+	serviceAccountPath                   // the service account in {service_account_id}
+)
 
 func (e *Emulator) keyRoutes(c collection) []route {
 	item := c.path + "/{" + c.idParam + "}"
@@ -203,27 +239,58 @@ func (e *Emulator) keyRoutes(c collection) []route {
 	if c.creatable {
 		routes = append(routes, route{method: http.MethodPost, path: c.path, handle: func(r *request) response { return e.createKey(c, r) }})
 	}
+	for i := range routes {
+		routes[i].group = c.group
+	}
 	return routes
 }
 
-func (e *Emulator) visible(c collection, r *request, k *storedKey) bool {
-	return k.Kind == c.kind.kind && (!c.callerOnly || k.OwnerID == r.appKey.OwnerID)
+// owner returns whose keys a request addresses: the caller's, or the
+// service account's named in the path.
+func (e *Emulator) owner(c collection, r *request) (string, *response) {
+	if c.owners != serviceAccountPath {
+		return r.callerID(), nil
+	}
+	id := r.params["service_account_id"]
+	if u := e.org.Users[id]; u == nil || !u.ServiceAccount {
+		resp := errorResponse(http.StatusNotFound, "Service account not found")
+		return "", &resp
+	}
+	return id, nil
 }
 
-func (e *Emulator) find(c collection, r *request) (*storedKey, bool) {
-	k, found := e.keys[r.params[c.idParam]]
-	if !found || !e.visible(c, r, k) {
-		return nil, false
+// holds reports whether k, of any state, belongs to the collection as seen
+// for owner.
+func (c collection) holds(k *storedKey, owner string, listing bool) bool {
+	kindOK := k.Kind == c.kind.kind || listing && slices.ContainsFunc(c.alsoListed, func(kk *keyKind) bool { return kk.kind == k.Kind })
+	return kindOK && (c.owners == orgWide || k.OwnerID == owner)
+}
+
+// find returns the live key the item path names, or the 404 answer.
+func (e *Emulator) find(c collection, r *request) (*storedKey, *response) {
+	owner, errResp := e.owner(c, r)
+	if errResp != nil {
+		return nil, errResp
 	}
-	return k, true
+	k := e.org.Keys[r.params[c.idParam]]
+	if k == nil || k.RevokedAt != nil || !c.holds(k, owner, false) {
+		resp := errorResponse(http.StatusNotFound, c.kind.notFound)
+		return nil, &resp
+	}
+	return k, nil
 }
 
 func (e *Emulator) object(c collection, k *storedKey, v view) map[string]any {
+	kind := kinds[k.Kind]
+	rel := kind.relationships(k)
+	if v == viewUpdated && c.updateOmitsOwner {
+		delete(rel, "owned_by")
+	}
 	return map[string]any{
-		"type":          c.kind.jsonType,
+		"type":          kind.jsonType,
 		"id":            k.ID,
-		"attributes":    c.kind.attributes(k, v, e.now()),
-		"relationships": c.kind.relationships(k),
+		"attributes":    kind.attributes(k, v, e.now()),
+		"relationships": rel,
 	}
 }
 
@@ -252,14 +319,14 @@ func (e *Emulator) included(c collection, r *request, keys []*storedKey, always 
 }
 
 func (e *Emulator) listKeys(c collection, r *request) response {
-	q := r.URL.Query()
-	size, err := queryInt(q.Get("page[size]"), defaultPageSize)
-	if err != nil || size < 1 || size > maxPageSize {
-		return errorResponse(http.StatusBadRequest, fmt.Sprintf("page[size] must be an integer between 1 and %d", maxPageSize))
+	owner, errResp := e.owner(c, r)
+	if errResp != nil {
+		return *errResp
 	}
-	number, err := queryInt(q.Get("page[number]"), 0)
-	if err != nil || number < 0 {
-		return errorResponse(http.StatusBadRequest, "page[number] must be a non-negative integer")
+	q := r.URL.Query()
+	size, number, errResp := pageParams(q, maxPageSize)
+	if errResp != nil {
+		return *errResp
 	}
 	sortBy := q.Get("sort")
 	if sortBy == "" {
@@ -271,9 +338,12 @@ func (e *Emulator) listKeys(c collection, r *request) response {
 	}
 
 	filter := strings.ToLower(q.Get("filter"))
+	ownedBy := splitList(q["filter[owned_by]"])
+	leakedOnly := q.Get("filter[leaked]") == "true" // the emulator's keys never leak
 	var matched []*storedKey
-	for _, k := range e.keys {
-		if e.visible(c, r, k) && strings.Contains(strings.ToLower(k.Name), filter) {
+	for _, k := range e.org.Keys {
+		if k.RevokedAt == nil && c.holds(k, owner, true) && strings.Contains(strings.ToLower(k.Name), filter) &&
+			(len(ownedBy) == 0 || slices.Contains(ownedBy, k.OwnerID)) && !leakedOnly {
 			matched = append(matched, k)
 		}
 	}
@@ -284,12 +354,12 @@ func (e *Emulator) listKeys(c collection, r *request) response {
 			c = -c
 		}
 		if c == 0 {
-			c = a.seq - b.seq // stable pages when the field ties
+			c = a.Seq - b.Seq // stable pages when the field ties
 		}
 		return c
 	})
 
-	page := matched[min(number*size, len(matched)):min((number+1)*size, len(matched))]
+	page := pageOf(matched, size, number)
 	data := make([]any, len(page))
 	for i, k := range page {
 		data[i] = e.object(c, k, viewList)
@@ -301,6 +371,26 @@ func (e *Emulator) listKeys(c collection, r *request) response {
 	return ok(body)
 }
 
+// pageParams reads Datadog's paging parameters: page[size] (1 to max,
+// default 10) and page[number] (from 0).
+func pageParams(q url.Values, max int) (size, number int, errResp *response) {
+	size, err := queryInt(q.Get("page[size]"), defaultPageSize)
+	if err != nil || size < 1 || size > max {
+		resp := errorResponse(http.StatusBadRequest, fmt.Sprintf("page[size] must be an integer between 1 and %d", max))
+		return 0, 0, &resp
+	}
+	number, err = queryInt(q.Get("page[number]"), 0)
+	if err != nil || number < 0 {
+		resp := errorResponse(http.StatusBadRequest, "page[number] must be a non-negative integer")
+		return 0, 0, &resp
+	}
+	return size, number, nil
+}
+
+func pageOf[T any](items []T, size, number int) []T {
+	return items[min(number*size, len(items)):min((number+1)*size, len(items))]
+}
+
 func queryInt(s string, fallback int) (int, error) {
 	if s == "" {
 		return fallback, nil
@@ -308,23 +398,49 @@ func queryInt(s string, fallback int) (int, error) {
 	return strconv.Atoi(s)
 }
 
+// splitList reads a query list given either as repeated parameters or
+// comma-separated.
+func splitList(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for _, item := range strings.Split(v, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				out = append(out, item)
+			}
+		}
+	}
+	return out
+}
+
 func compareBy(field string) func(a, b *storedKey) int {
+	optionalTime := func(t *time.Time) time.Time {
+		if t == nil {
+			return time.Time{}
+		}
+		return *t
+	}
 	switch field {
 	case "created_at":
 		return func(a, b *storedKey) int { return a.CreatedAt.Compare(b.CreatedAt) }
 	case "modified_at":
-		return func(a, b *storedKey) int { return a.modifiedAt.Compare(b.modifiedAt) }
+		return func(a, b *storedKey) int { return a.ModifiedAt.Compare(b.ModifiedAt) }
+	case "expires_at":
+		return func(a, b *storedKey) int { return optionalTime(a.ExpiresAt).Compare(optionalTime(b.ExpiresAt)) }
+	case "last_used_at":
+		return func(a, b *storedKey) int { return optionalTime(a.LastUsedAt).Compare(optionalTime(b.LastUsedAt)) }
 	case "last4":
 		return func(a, b *storedKey) int { return strings.Compare(a.last4(), b.last4()) }
+	case "leaked": // nothing leaks in the emulator
+		return func(a, b *storedKey) int { return 0 }
 	default:
 		return func(a, b *storedKey) int { return strings.Compare(a.Name, b.Name) }
 	}
 }
 
 func (e *Emulator) getKey(c collection, r *request) response {
-	k, found := e.find(c, r)
-	if !found {
-		return errorResponse(http.StatusNotFound, c.kind.notFound)
+	k, errResp := e.find(c, r)
+	if errResp != nil {
+		return *errResp
 	}
 	body := map[string]any{"data": e.object(c, k, viewRead)}
 	always := ""
@@ -338,7 +454,11 @@ func (e *Emulator) getKey(c collection, r *request) response {
 }
 
 func (e *Emulator) createKey(c collection, r *request) response {
-	data, errResp := decodeDocument(r, c.kind.jsonType)
+	owner, errResp := e.owner(c, r)
+	if errResp != nil {
+		return *errResp
+	}
+	data, errResp := decodeDocument[keyAttributes](r, c.kind.jsonType)
 	if errResp != nil {
 		return *errResp
 	}
@@ -349,23 +469,23 @@ func (e *Emulator) createKey(c collection, r *request) response {
 		return errorResponse(http.StatusBadRequest, "data.attributes.name is required")
 	}
 	k := &storedKey{
-		Key:    Key{Kind: c.kind.kind, Name: data.Attributes.Name.value, OwnerID: r.appKey.OwnerID},
-		secret: c.kind.newSecret(),
+		Key:    Key{Kind: c.kind.kind, Name: data.Attributes.Name.value, OwnerID: owner},
+		Secret: c.kind.newSecret(),
 	}
-	if problem := c.kind.apply(k, data.Attributes, true); problem != "" {
+	if problem := c.kind.apply(k, data.Attributes, true, e.now()); problem != "" {
 		return errorResponse(http.StatusBadRequest, problem)
 	}
 	if limit := c.kind.perOwnerLimit; limit > 0 && e.countOwnedBy(k.Kind, k.OwnerID) >= limit {
 		return errorResponse(http.StatusBadRequest, fmt.Sprintf("Cannot create more than %d application keys per user; delete unused keys first", limit))
 	}
 	e.insert(k)
-	return response{http.StatusCreated, map[string]any{"data": e.object(c, k, viewCreated)}}
+	return response{status: http.StatusCreated, body: map[string]any{"data": e.object(c, k, viewCreated)}}
 }
 
 func (e *Emulator) countOwnedBy(kind, ownerID string) int {
 	n := 0
-	for _, k := range e.keys {
-		if k.Kind == kind && k.OwnerID == ownerID {
+	for _, k := range e.org.Keys {
+		if k.Kind == kind && k.OwnerID == ownerID && k.RevokedAt == nil {
 			n++
 		}
 	}
@@ -373,11 +493,11 @@ func (e *Emulator) countOwnedBy(kind, ownerID string) int {
 }
 
 func (e *Emulator) updateKey(c collection, r *request) response {
-	k, found := e.find(c, r)
-	if !found {
-		return errorResponse(http.StatusNotFound, c.kind.notFound)
+	k, errResp := e.find(c, r)
+	if errResp != nil {
+		return *errResp
 	}
-	data, errResp := decodeDocument(r, c.kind.jsonType)
+	data, errResp := decodeDocument[keyAttributes](r, c.kind.jsonType)
 	if errResp != nil {
 		return *errResp
 	}
@@ -388,24 +508,30 @@ func (e *Emulator) updateKey(c collection, r *request) response {
 	if (name.set || c.kind.nameOnUpdate) && name.value == "" {
 		return errorResponse(http.StatusBadRequest, "data.attributes.name is required")
 	}
-	if problem := c.kind.apply(k, data.Attributes, false); problem != "" {
+	if problem := c.kind.apply(k, data.Attributes, false, e.now()); problem != "" {
 		return errorResponse(http.StatusBadRequest, problem)
 	}
 	if name.set {
 		k.Name = name.value
 	}
-	k.modifiedAt = e.now()
-	k.modifiedBy = r.appKey.OwnerID
+	k.ModifiedAt = e.now()
+	k.ModifiedBy = r.callerID()
 	return ok(map[string]any{"data": e.object(c, k, viewUpdated)})
 }
 
 func (e *Emulator) deleteKey(c collection, r *request) response {
-	k, found := e.find(c, r)
-	if !found {
-		return errorResponse(http.StatusNotFound, c.kind.notFound)
+	owner, errResp := e.owner(c, r)
+	if errResp != nil {
+		return *errResp
 	}
-	e.remove(k.ID)
-	return response{status: http.StatusNoContent}
+	k := e.org.Keys[r.params[c.idParam]]
+	switch {
+	case k == nil || !c.holds(k, owner, false):
+		return errorResponse(http.StatusNotFound, c.kind.notFound)
+	case k.RevokedAt == nil:
+		e.remove(k)
+	}
+	return noContent // also for a token revoked before
 }
 
 // optional records whether a JSON member was present at all, to tell an
@@ -420,26 +546,39 @@ func (o *optional[T]) UnmarshalJSON(b []byte) error {
 	return json.Unmarshal(b, &o.value)
 }
 
-// keyAttributes are the writable attributes of both kinds of key; each kind
+// keyAttributes are the writable attributes of every kind of key; each kind
 // reads the ones it has.
 type keyAttributes struct {
-	Name                    optional[string]   `json:"name"`
-	Scopes                  optional[[]string] `json:"scopes"`
-	Category                optional[string]   `json:"category"`
-	RemoteConfigReadEnabled optional[bool]     `json:"remote_config_read_enabled"`
+	Name                    optional[string]     `json:"name"`
+	Scopes                  optional[[]string]   `json:"scopes"`
+	Category                optional[string]     `json:"category"`
+	RemoteConfigReadEnabled optional[bool]       `json:"remote_config_read_enabled"`
+	ExpiresAt               optional[*time.Time] `json:"expires_at"`
 }
 
-type resourceData struct {
-	Type       string        `json:"type"`
-	ID         string        `json:"id"`
-	Attributes keyAttributes `json:"attributes"`
+// resourceData is the data member of a JSON:API request body.
+type resourceData[A any] struct {
+	Type          string `json:"type"`
+	ID            string `json:"id"`
+	Attributes    A      `json:"attributes"`
+	Relationships struct {
+		Roles       optional[toMany] `json:"roles"`
+		Permissions optional[toMany] `json:"permissions"`
+	} `json:"relationships"`
+}
+
+type toMany struct {
+	Data []struct {
+		ID   string `json:"id"`
+		Type string `json:"type"`
+	} `json:"data"`
 }
 
 // decodeDocument reads a JSON:API request body whose data must have the
 // given type.
-func decodeDocument(r *request, jsonType string) (*resourceData, *response) {
+func decodeDocument[A any](r *request, jsonType string) (*resourceData[A], *response) {
 	var doc struct {
-		Data *resourceData `json:"data"`
+		Data *resourceData[A] `json:"data"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&doc); err != nil {
 		resp := errorResponse(http.StatusBadRequest, "Invalid JSON body: "+err.Error())

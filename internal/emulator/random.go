@@ -19,6 +19,13 @@ func newAPIKeySecret() string { return randomString(lowerHex, 32) }
 // "ddapp_" and 34 alphanumerics, 40 characters in all.
 func newAppKeySecret() string { return "ddapp_" + randomString(alphanumeric, 34) }
 
+// newTokenSecret returns an access token in Datadog's format (65
+// characters): the prefix ("ddpat" or "ddsat"), a 22-character public
+// identifier and a 36-character secret, joined by underscores.
+func newTokenSecret(prefix string) string {
+	return prefix + "_" + randomString(alphanumeric, 22) + "_" + randomString(alphanumeric, 36)
+}
+
 // randomString draws n characters uniformly from alphabet (at most 256 long).
 func randomString(alphabet string, n int) string {
 	out := make([]byte, 0, n)

@@ -6,14 +6,17 @@
 package emulatortest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,24 +46,58 @@ func (s *Server) Requests() int64 { return s.requests.Load() }
 // the specification.
 func Start(t testing.TB, opts emulator.Options) *Server {
 	t.Helper()
+	return Serve(t, emulator.New(opts))
+}
+
+// Serve is Start for an emulator the test made itself (with emulator.Open,
+// say).
+func Serve(t testing.TB, emu *emulator.Emulator) *Server {
+	t.Helper()
+	s := &Server{Emulator: emu}
+	srv := httptest.NewServer(Handler(t, emu, &s.requests))
+	t.Cleanup(srv.Close)
+	s.URL = srv.URL
+	return s
+}
+
+// Handler serves with emu, reporting every departure from the
+// specification as an error of t; calls, if not nil, counts the Datadog API
+// calls served. It is for tests that drive the handler without a network.
+func Handler(t testing.TB, emu *emulator.Emulator, calls *atomic.Int64) http.Handler {
+	t.Helper()
 	spec, err := loadSpecs()
 	if err != nil {
 		t.Fatalf("loading Datadog's OpenAPI specification: %v", err)
 	}
-	s := &Server{Emulator: emulator.New(opts)}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/_emulator/") {
-			s.Emulator.ServeHTTP(w, r)
+			emu.ServeHTTP(w, r)
 			return
 		}
-		s.requests.Add(1)
-		for _, problem := range spec.check(s.Emulator, w, r) {
+		if calls != nil {
+			calls.Add(1)
+		}
+		for _, problem := range spec.check(emu, w, r) {
 			t.Errorf("Datadog API specification mismatch: %s", problem)
 		}
-	}))
-	t.Cleanup(srv.Close)
-	s.URL = srv.URL
-	return s
+	})
+}
+
+// validated records the operations whose traffic was checked, by
+// operationId, across the test binary.
+var validated sync.Map
+
+// ValidatedOperations lists, sorted, the operationIds of every operation
+// whose request and response this test binary has checked against the
+// specification.
+func ValidatedOperations() []string {
+	var ids []string
+	validated.Range(func(id, _ any) bool {
+		ids = append(ids, id.(string))
+		return true
+	})
+	slices.Sort(ids)
+	return ids
 }
 
 // specs routes requests to the v1 or v2 specification.
@@ -110,6 +147,9 @@ var options = &openapi3filter.Options{
 	// Authentication is the emulator's own job, checked by its tests.
 	AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
 	MultiError:         true,
+	// The emulator must see the request as the client sent it, not with
+	// the spec's defaults written in.
+	SkipSettingDefaults: true,
 }
 
 // check serves r with the emulator and returns every way in which the
@@ -136,8 +176,11 @@ func (s *specs) check(handler http.Handler, w http.ResponseWriter, r *http.Reque
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 
-	rec := httptest.NewRecorder()
+	rec := &capture{ResponseRecorder: httptest.NewRecorder(), w: w}
 	handler.ServeHTTP(rec, r)
+	if rec.hijacked { // a dropped connection (fault injection): no answer to check
+		return problems
+	}
 	for k, v := range rec.Header() {
 		w.Header()[k] = v
 	}
@@ -154,7 +197,23 @@ func (s *specs) check(handler http.Handler, w http.ResponseWriter, r *http.Reque
 		})
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s response %d: %v", route.Operation.OperationID, rec.Code, err))
+		} else if len(problems) == 0 {
+			validated.Store(route.Operation.OperationID, true)
 		}
 	}
 	return problems
+}
+
+// capture buffers the emulator's answer so that it can be checked before
+// it is sent, and hands over the connection when the emulator drops it on
+// purpose.
+type capture struct {
+	*httptest.ResponseRecorder
+	w        http.ResponseWriter
+	hijacked bool
+}
+
+func (c *capture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c.hijacked = true
+	return http.NewResponseController(c.w).Hijack()
 }

@@ -3,6 +3,7 @@ package emulatortest
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -47,6 +48,30 @@ func TestConformingTrafficPasses(t *testing.T) {
 	}
 	if s.Requests() != 3 {
 		t.Errorf("Requests() = %d, want 3", s.Requests())
+	}
+	for _, op := range []string{"CreateCurrentUserApplicationKey", "ListCurrentUserApplicationKeys", "Validate"} {
+		if !slices.Contains(ValidatedOperations(), op) {
+			t.Errorf("ValidatedOperations() = %v, lacks %s", ValidatedOperations(), op)
+		}
+	}
+}
+
+// TestDroppedConnectionPassesThrough: a connection the emulator drops on
+// purpose reaches the client as a transport error, and is no mismatch.
+func TestDroppedConnectionPassesThrough(t *testing.T) {
+	rec := &recordingTB{TB: t}
+	s := Start(rec, emulator.Options{})
+	if _, err := s.AddFault(emulator.Fault{Operation: "ValidateAPIKey", Action: emulator.FaultCommitThenReset}); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", s.URL+"/api/v2/validate_keys", nil)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	if resp, err := client.Do(req); err == nil {
+		resp.Body.Close()
+		t.Errorf("dropped connection answered %d", resp.StatusCode)
+	}
+	if len(rec.errors) != 0 {
+		t.Errorf("a dropped connection reported: %v", rec.errors)
 	}
 }
 

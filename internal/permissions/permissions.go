@@ -51,3 +51,22 @@ func (r Requirement) SatisfiedBy(has func(permission string) bool) bool {
 	// OR, and anything the spec might add later, needs at least one.
 	return slices.ContainsFunc(r.Permissions, has)
 }
+
+// OperationID returns the spec's operationId of the operation with the given
+// HTTP method and path template, or "" if the spec has no such operation.
+func OperationID(method, pathTemplate string) string {
+	return OperationIDs[strings.ToUpper(method)+" "+pathTemplate]
+}
+
+// OperationByID returns the HTTP method and path template of the operation
+// of API version ("v1" or "v2") with the given operationId: the two versions
+// reuse some ids (DisableUser, Validate).
+func OperationByID(version, id string) (method, pathTemplate string, ok bool) {
+	for key, opID := range OperationIDs {
+		method, pathTemplate, _ = strings.Cut(key, " ")
+		if opID == id && strings.HasPrefix(pathTemplate, "/api/"+version+"/") {
+			return method, pathTemplate, true
+		}
+	}
+	return "", "", false
+}

@@ -2,6 +2,7 @@ package permissions
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -67,5 +68,29 @@ func TestSatisfiedBy(t *testing.T) {
 		if got := tc.req.SatisfiedBy(tc.has); got != tc.want {
 			t.Errorf("%v.SatisfiedBy = %v, want %v", tc.req, got, tc.want)
 		}
+	}
+}
+
+func TestOperationIDs(t *testing.T) {
+	for _, tc := range []struct{ version, method, path, id string }{
+		{"v1", "GET", "/api/v1/validate", "Validate"}, // v2 has a Validate too
+		{"v2", "post", "/api/v2/current_user/application_keys", "CreateCurrentUserApplicationKey"},
+		{"v2", "DELETE", "/api/v2/users/{user_id}", "DisableUser"},
+		{"v1", "DELETE", "/api/v1/user/{user_handle}", "DisableUser"},
+		{"v2", "GET", "/api/v2/current_user", "GetCurrentUser"}, // listed without an x-permission
+	} {
+		if got := OperationID(tc.method, tc.path); got != tc.id {
+			t.Errorf("OperationID(%s, %s) = %q, want %q", tc.method, tc.path, got, tc.id)
+		}
+		method, path, ok := OperationByID(tc.version, tc.id)
+		if !ok || method != strings.ToUpper(tc.method) || path != tc.path {
+			t.Errorf("OperationByID(%q) = %s %s, %v", tc.id, method, path, ok)
+		}
+	}
+	if OperationID("GET", "/api/v2/nope") != "" {
+		t.Error("OperationID of an unknown path is not empty")
+	}
+	if _, _, ok := OperationByID("v2", "NoSuchOperation"); ok {
+		t.Error("OperationByID of an unknown id succeeded")
 	}
 }
