@@ -201,12 +201,20 @@ func TestCredsRenew(t *testing.T) {
 type faultyClient struct {
 	datadogAPI
 	createFails map[string]error // by kind
+	failTimes   int              // how many creates fail before they pass again; 0: all
 	commitFirst bool             // the create reaches Datadog, then the answer is lost
 	deleteFails error
+	creates     []datadogObject // every create asked for
 }
 
 func (f *faultyClient) Create(ctx context.Context, o datadogObject, scopes []string) (createdObject, error) {
+	f.creates = append(f.creates, o)
 	if err := f.createFails[o.Kind]; err != nil {
+		if f.failTimes > 0 {
+			if f.failTimes--; f.failTimes == 0 {
+				delete(f.createFails, o.Kind)
+			}
+		}
 		if f.commitFirst {
 			f.datadogAPI.Create(ctx, o, scopes)
 		}

@@ -1,0 +1,232 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulator"
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulatortest"
+)
+
+// clock is an emulator clock a test can move forward, to let Datadog's own
+// token expiry pass without waiting.
+type clock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.offset += d
+	c.mu.Unlock()
+}
+
+func startDatadogWithClock(t *testing.T, c *clock) *datadog {
+	t.Helper()
+	s := emulatortest.Start(t, emulator.Options{Now: c.now})
+	return &datadog{Server: s, url: s.URL}
+}
+
+// do sends a request to the emulated API with the given auth headers and
+// returns the status and decoded body.
+func (d *datadog) do(t *testing.T, method, path, body string, headers map[string]string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, d.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func (d *datadog) root() map[string]string {
+	return map[string]string{"DD-API-KEY": d.APIKey(), "DD-APPLICATION-KEY": d.AppKey()}
+}
+
+// serviceAccount creates an enabled service account holding the admin role,
+// as a Datadog administrator would before writing a role for it.
+func (d *datadog) serviceAccount(t *testing.T) string {
+	t.Helper()
+	status, roles := d.do(t, http.MethodGet, "/api/v2/roles", "", d.root())
+	if status != http.StatusOK {
+		t.Fatalf("listing Datadog roles: HTTP %d", status)
+	}
+	var admin string
+	for _, r := range roles["data"].([]any) {
+		role := r.(map[string]any)
+		if role["attributes"].(map[string]any)["name"] == "Datadog Admin Role" {
+			admin = role["id"].(string)
+		}
+	}
+	body := fmt.Sprintf(`{"data":{"type":"users","attributes":{"email":"e2e-%d@example.com","service_account":true,"name":"e2e"},`+
+		`"relationships":{"roles":{"data":[{"type":"roles","id":%q}]}}}}`, time.Now().UnixNano(), admin)
+	status, sa := d.do(t, http.MethodPost, "/api/v2/service_accounts", body, d.root())
+	if status != http.StatusCreated {
+		t.Fatalf("creating a service account: HTTP %d %v", status, sa)
+	}
+	return sa["data"].(map[string]any)["id"].(string)
+}
+
+// credentialUse says how a consumer authenticates with one kind's creds and
+// which calls prove its scopes: allowed must answer 200, denied 403.
+type credentialUse struct {
+	kind            string
+	auth            func(creds map[string]any) map[string]string
+	allowed, denied string
+	idField         string
+}
+
+var appKeyAuth = func(creds map[string]any) map[string]string {
+	return map[string]string{"DD-API-KEY": creds["api_key"].(string), "DD-APPLICATION-KEY": creds["application_key"].(string)}
+}
+
+var bearerAuth = func(creds map[string]any) map[string]string {
+	return map[string]string{"Authorization": "Bearer " + creds["access_token"].(string)}
+}
+
+var credentialUses = []credentialUse{
+	{"application_key", appKeyAuth, "/api/v1/dashboard", "/api/v1/monitor", "application_key_id"},
+	{"service_account_application_key", appKeyAuth, "/api/v1/dashboard", "/api/v1/monitor", "application_key_id"},
+	{"service_access_token", bearerAuth, "/api/v1/dashboard", "/api/v1/monitor", "access_token_id"},
+	{"personal_access_token", bearerAuth, "/api/v1/dashboard", "/api/v1/monitor", "access_token_id"},
+	// An API key alone validates but cannot call the API, which needs an application key.
+	{"api_key", func(creds map[string]any) map[string]string {
+		return map[string]string{"DD-API-KEY": creds["api_key"].(string)}
+	}, "/api/v1/validate", "/api/v1/dashboard", "api_key_id"},
+}
+
+// TestEveryCredentialKind issues each kind through a real Vault, uses it in
+// and out of its scopes, refuses renewal once it was deleted out of band,
+// and deletes it on revoke.
+func TestEveryCredentialKind(t *testing.T) {
+	for _, use := range credentialUses {
+		t.Run(use.kind, func(t *testing.T) {
+			t.Parallel()
+			dd := startDatadog(t)
+			client := newClient(t)
+			mount := mountPath(t)
+			enableEngine(t, client, mount, dd)
+			configure(t, client, mount, dd)
+			role := map[string]any{"credential_type": use.kind, "ttl": "10m", "max_ttl": "1h"}
+			if use.kind != "api_key" {
+				role["scopes"] = "dashboards_read"
+			}
+			if strings.HasPrefix(use.kind, "service_") {
+				role["service_account_id"] = dd.serviceAccount(t)
+			}
+			write(t, client, mount+"/roles/r", role)
+
+			creds := readCreds(t, client, mount+"/creds/r")
+			id := str(t, creds.Data, use.idField)
+			if got, _ := dd.do(t, http.MethodGet, use.allowed, "", use.auth(creds.Data)); got != http.StatusOK {
+				t.Errorf("GET %s with the %s: HTTP %d, want 200", use.allowed, use.kind, got)
+			}
+			if got, _ := dd.do(t, http.MethodGet, use.denied, "", use.auth(creds.Data)); got != http.StatusForbidden {
+				t.Errorf("GET %s with the %s: HTTP %d, want 403", use.denied, use.kind, got)
+			}
+			if strings.HasSuffix(use.kind, "access_token") {
+				expiresAt, err := time.Parse(time.RFC3339, str(t, creds.Data, "expires_at"))
+				if err != nil || time.Until(expiresAt) < time.Hour {
+					t.Errorf("expires_at %v: want Datadog's expiry at least the role's max_ttl ahead", creds.Data["expires_at"])
+				}
+			}
+
+			cli(t, "lease", "revoke", creds.LeaseID)
+			if _, ok := dd.key(id); ok {
+				t.Errorf("%s %s still in Datadog after revoke", use.kind, id)
+			}
+			if got, _ := dd.do(t, http.MethodGet, use.allowed, "", use.auth(creds.Data)); got == http.StatusOK {
+				t.Errorf("revoked %s still works", use.kind)
+			}
+
+			// Deleted in Datadog behind Vault's back: renewal must say so.
+			creds = readCreds(t, client, mount+"/creds/r")
+			if !dd.DeleteKey(str(t, creds.Data, use.idField)) {
+				t.Fatalf("emulator could not delete %s out of band", use.kind)
+			}
+			_, err := client.Sys().Renew(creds.LeaseID, 60)
+			requireBadRequest(t, err, "deleted outside Vault")
+		})
+	}
+}
+
+// TestServiceAccessTokenDiesWithoutVault: even if Vault never revokes, the
+// token's Datadog expiry (the lease's max TTL plus a grace) ends it.
+func TestServiceAccessTokenDiesWithoutVault(t *testing.T) {
+	t.Parallel()
+	c := &clock{}
+	dd := startDatadogWithClock(t, c)
+	client := newClient(t)
+	mount := mountPath(t)
+	enableEngine(t, client, mount, dd)
+	configure(t, client, mount, dd)
+	write(t, client, mount+"/roles/sat", map[string]any{
+		"credential_type": "service_access_token", "service_account_id": dd.serviceAccount(t),
+		"scopes": "dashboards_read", "ttl": "5m", "max_ttl": "15m",
+	})
+	creds := readCreds(t, client, mount+"/creds/sat")
+	if creds.LeaseDuration > 15*60 {
+		t.Errorf("lease %ds outlives max_ttl", creds.LeaseDuration)
+	}
+	auth := bearerAuth(creds.Data)
+	if got, _ := dd.do(t, http.MethodGet, "/api/v1/dashboard", "", auth); got != http.StatusOK {
+		t.Fatalf("fresh token: HTTP %d", got)
+	}
+	c.advance(time.Hour)
+	if got, _ := dd.do(t, http.MethodGet, "/api/v1/dashboard", "", auth); got == http.StatusOK {
+		t.Error("token still authenticates after its Datadog expiry")
+	}
+}
+
+// TestRoleRulesOfTheKinds sends role writes that only Datadog can judge
+// through a real Vault: each is a 400 naming the problem.
+func TestRoleRulesOfTheKinds(t *testing.T) {
+	t.Parallel()
+	dd := startDatadog(t)
+	client := newClient(t)
+	mount := mountPath(t)
+	enableEngine(t, client, mount, dd)
+	configure(t, client, mount, dd)
+	disabled := dd.serviceAccount(t)
+	if status, _ := dd.do(t, http.MethodDelete, "/api/v2/users/"+disabled, "", dd.root()); status != http.StatusNoContent {
+		t.Fatalf("disabling the service account: HTTP %d", status)
+	}
+	for _, tc := range []struct {
+		role map[string]any
+		want []string
+	}{
+		{map[string]any{"credential_type": "service_access_token", "scopes": "dashboards_read", "service_account_id": disabled}, []string{"disabled service account"}},
+		{map[string]any{"credential_type": "service_account_application_key", "scopes": "dashboards_read", "service_account_id": "no-such-id"}, []string{"no such Datadog user"}},
+		{map[string]any{"credential_type": "personal_access_token", "scopes": "dashboards_read", "max_ttl": "9000h"}, []string{"max_ttl", "365 days"}},
+		{map[string]any{"credential_type": "application_key"}, []string{"scopes is required", "allow_unscoped"}},
+		{map[string]any{"scopes": "dashbords_read"}, []string{"dashbords_read", "did you mean dashboards_read"}},
+		{map[string]any{"scopes": "dashboards_read", "name_template": "{{ .RoleName }}"}, []string{"name_template", "vault-"}},
+	} {
+		_, err := client.Logical().Write(mount+"/roles/bad", tc.role)
+		requireBadRequest(t, err, tc.want...)
+	}
+	if secret, err := client.Logical().Read(mount + "/roles/bad"); err != nil || secret != nil {
+		t.Errorf("a refused role was stored: %v %v", secret, err)
+	}
+}
