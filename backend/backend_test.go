@@ -25,12 +25,7 @@ type testEnv struct {
 
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
-	return newTestEnvWith(t, emulator.Options{})
-}
-
-func newTestEnvWith(t *testing.T, opts emulator.Options) *testEnv {
-	t.Helper()
-	env := &testEnv{emu: emulatortest.Start(t, opts)}
+	env := &testEnv{emu: emulatortest.Start(t, emulator.Options{})}
 	env.url = env.emu.URL
 
 	conf := logical.TestBackendConfig()

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,24 +12,6 @@ import (
 
 	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulator"
 )
-
-// testClock lets a test move the emulator's time forward.
-type testClock struct {
-	mu     sync.Mutex
-	offset time.Duration
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.offset)
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.offset += d
-	c.mu.Unlock()
-}
 
 // rootCall sends a request to the emulator with the engine's root keys, as
 // an administrator preparing the organisation would.
@@ -115,8 +96,7 @@ func TestServiceAccountApplicationKey(t *testing.T) {
 }
 
 func TestServiceAccessTokenExpiresInDatadog(t *testing.T) {
-	clock := &testClock{}
-	env := newTestEnvWith(t, emulator.Options{Now: clock.Now})
+	env := newTestEnv(t)
 	env.configure(t)
 	sa := env.createServiceAccount(t)
 	env.writeRole(t, "sat", map[string]interface{}{
@@ -144,7 +124,7 @@ func TestServiceAccessTokenExpiresInDatadog(t *testing.T) {
 	}
 
 	// Vault never revokes: Datadog's own expiry still ends the token.
-	clock.Advance(time.Hour + expiryGrace + time.Minute)
+	env.emu.Advance(time.Hour + expiryGrace + time.Minute)
 	if got := env.bearerStatus(t, "/api/v1/dashboard", token); got == 200 {
 		t.Error("token still works after its Datadog expiry")
 	}

@@ -10,11 +10,7 @@ import (
 // expiry must revoke it, which deletes both keys in Datadog.
 func TestCredsAreDeletedWhenTheLeaseExpires(t *testing.T) {
 	t.Parallel()
-	dd := startDatadog(t)
-	client := newClient(t)
-	mount := mountPath(t)
-	enableEngine(t, client, mount, dd)
-	configure(t, client, mount, dd)
+	dd, client, mount := startEngine(t)
 	write(t, client, mount+"/roles/short", map[string]any{"scopes": "dashboards_read", "ttl": "2s"})
 
 	creds := readCreds(t, client, mount+"/creds/short")
@@ -40,11 +36,7 @@ func TestCredsAreDeletedWhenTheLeaseExpires(t *testing.T) {
 // asked for is granted, but never past the role's max_ttl.
 func TestRenewExtendsTheLeaseUpToMaxTTL(t *testing.T) {
 	t.Parallel()
-	dd := startDatadog(t)
-	client := newClient(t)
-	mount := mountPath(t)
-	enableEngine(t, client, mount, dd)
-	configure(t, client, mount, dd)
+	dd, client, mount := startEngine(t)
 	write(t, client, mount+"/roles/renewable", map[string]any{"scopes": "dashboards_read", "ttl": "1m", "max_ttl": "5m"})
 
 	creds := readCreds(t, client, mount+"/creds/renewable")
@@ -79,11 +71,7 @@ func TestRenewExtendsTheLeaseUpToMaxTTL(t *testing.T) {
 // its own API key.
 func TestAPIKeyModeNone(t *testing.T) {
 	t.Parallel()
-	dd := startDatadog(t)
-	client := newClient(t)
-	mount := mountPath(t)
-	enableEngine(t, client, mount, dd)
-	configure(t, client, mount, dd)
+	dd, client, mount := startEngine(t)
 	write(t, client, mount+"/roles/app-only", map[string]any{"scopes": "monitors_read", "api_key_mode": "none"})
 
 	creds := readCreds(t, client, mount+"/creds/app-only")

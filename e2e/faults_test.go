@@ -30,12 +30,7 @@ func TestDatadogFailuresLeaveNoKeyBehind(t *testing.T) {
 	} {
 		t.Run(fault.Operation+"/"+fault.Action, func(t *testing.T) {
 			t.Parallel()
-			dd := startDatadog(t)
-			client := newClient(t)
-			client.SetMaxRetries(0) // the Vault client would retry Vault's 500 and hide the failure
-			mount := mountPath(t)
-			enableEngine(t, client, mount, dd)
-			configure(t, client, mount, dd)
+			dd, client, mount := startEngine(t)
 			write(t, client, mount+"/roles/r", map[string]any{"scopes": "dashboards_read"})
 
 			if _, err := dd.AddFault(fault); err != nil {
@@ -57,12 +52,7 @@ func TestDatadogFailuresLeaveNoKeyBehind(t *testing.T) {
 // and the next revocation deletes the keys.
 func TestFailedRevocationIsRetried(t *testing.T) {
 	t.Parallel()
-	dd := startDatadog(t)
-	client := newClient(t)
-	client.SetMaxRetries(0)
-	mount := mountPath(t)
-	enableEngine(t, client, mount, dd)
-	configure(t, client, mount, dd)
+	dd, client, mount := startEngine(t)
 	write(t, client, mount+"/roles/r", map[string]any{"scopes": "dashboards_read"})
 	creds := readCreds(t, client, mount+"/creds/r")
 

@@ -116,13 +116,29 @@ func (d *datadog) requireKeysIssued(t *testing.T, creds map[string]any, role str
 	}
 }
 
+// newClient is a root client of the test server. It does not retry: the
+// Vault client's retries of HTTP 5xx would hide a failure from the test (and
+// send the request again).
 func newClient(t *testing.T) *api.Client {
 	t.Helper()
 	client, err := vault.client()
 	if err != nil {
 		t.Fatal(err)
 	}
+	client.SetMaxRetries(0)
 	return client
+}
+
+// startEngine gives a test its own Datadog and its own mount of the engine,
+// configured for that Datadog.
+func startEngine(t *testing.T) (*datadog, *api.Client, string) {
+	t.Helper()
+	dd := startDatadog(t)
+	client := newClient(t)
+	mount := mountPath(t)
+	enableEngine(t, client, mount, dd)
+	configure(t, client, mount, dd)
+	return dd, client, mount
 }
 
 // cli runs the vault CLI and fails the test if it fails.

@@ -5,38 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulator"
-	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulatortest"
 )
-
-// clock is an emulator clock a test can move forward, to let Datadog's own
-// token expiry pass without waiting.
-type clock struct {
-	mu     sync.Mutex
-	offset time.Duration
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.offset)
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.offset += d
-	c.mu.Unlock()
-}
-
-func startDatadogWithClock(t *testing.T, c *clock) *datadog {
-	t.Helper()
-	s := emulatortest.Start(t, emulator.Options{Now: c.now})
-	return &datadog{Server: s, url: s.URL}
-}
 
 // do sends a request to the emulated API with the given auth headers and
 // returns the status and decoded body.
@@ -123,11 +94,7 @@ func TestEveryCredentialKind(t *testing.T) {
 	for _, use := range credentialUses {
 		t.Run(use.kind, func(t *testing.T) {
 			t.Parallel()
-			dd := startDatadog(t)
-			client := newClient(t)
-			mount := mountPath(t)
-			enableEngine(t, client, mount, dd)
-			configure(t, client, mount, dd)
+			dd, client, mount := startEngine(t)
 			role := map[string]any{"credential_type": use.kind, "ttl": "10m", "max_ttl": "1h"}
 			if use.kind != "api_key" {
 				role["scopes"] = "dashboards_read"
@@ -175,12 +142,7 @@ func TestEveryCredentialKind(t *testing.T) {
 // token's Datadog expiry (the lease's max TTL plus a grace) ends it.
 func TestServiceAccessTokenDiesWithoutVault(t *testing.T) {
 	t.Parallel()
-	c := &clock{}
-	dd := startDatadogWithClock(t, c)
-	client := newClient(t)
-	mount := mountPath(t)
-	enableEngine(t, client, mount, dd)
-	configure(t, client, mount, dd)
+	dd, client, mount := startEngine(t)
 	write(t, client, mount+"/roles/sat", map[string]any{
 		"credential_type": "service_access_token", "service_account_id": dd.serviceAccount(t),
 		"scopes": "dashboards_read", "ttl": "5m", "max_ttl": "15m",
@@ -193,7 +155,7 @@ func TestServiceAccessTokenDiesWithoutVault(t *testing.T) {
 	if got, _ := dd.do(t, http.MethodGet, "/api/v1/dashboard", "", auth); got != http.StatusOK {
 		t.Fatalf("fresh token: HTTP %d", got)
 	}
-	c.advance(time.Hour)
+	dd.Advance(time.Hour)
 	if got, _ := dd.do(t, http.MethodGet, "/api/v1/dashboard", "", auth); got == http.StatusOK {
 		t.Error("token still authenticates after its Datadog expiry")
 	}
@@ -203,11 +165,7 @@ func TestServiceAccessTokenDiesWithoutVault(t *testing.T) {
 // through a real Vault: each is a 400 naming the problem.
 func TestRoleRulesOfTheKinds(t *testing.T) {
 	t.Parallel()
-	dd := startDatadog(t)
-	client := newClient(t)
-	mount := mountPath(t)
-	enableEngine(t, client, mount, dd)
-	configure(t, client, mount, dd)
+	dd, client, mount := startEngine(t)
 	disabled := dd.serviceAccount(t)
 	if status, _ := dd.do(t, http.MethodDelete, "/api/v2/users/"+disabled, "", dd.root()); status != http.StatusNoContent {
 		t.Fatalf("disabling the service account: HTTP %d", status)

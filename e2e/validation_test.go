@@ -8,11 +8,7 @@ import (
 // come back as HTTP 400 with a message naming what is wrong.
 func TestBadInputsAreRefused(t *testing.T) {
 	t.Parallel()
-	dd := startDatadog(t)
-	client := newClient(t)
-	mount := mountPath(t)
-	enableEngine(t, client, mount, dd)
-	configure(t, client, mount, dd)
+	dd, client, mount := startEngine(t)
 
 	// A second engine with a role but no config.
 	unconfigured := mount + "-unconfigured"
