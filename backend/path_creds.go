@@ -136,7 +136,8 @@ func (b *datadogBackend) createObjects(ctx context.Context, s logical.Storage, c
 			} else if derr := framework.DeleteWAL(ctx, s, walID); derr != nil {
 				b.Logger().Warn("error removing a write-ahead log entry whose keys are deleted", "wal_id", walID, "error", derr)
 			}
-			return nil, createFailure(objects[i].Kind, err), createError(objects[i].Kind, err)
+			resp, err := createFailed(objects[i].Kind, err)
+			return nil, resp, err
 		}
 		objects[i].ID = created.ID
 		if created.ExpiresAt != nil {
@@ -170,31 +171,24 @@ func (b *datadogBackend) createObject(ctx context.Context, client datadogAPI, o 
 	return created, err
 }
 
-// createFailure turns Datadog's refusals that an operator can act on into a
-// 400 answer; other failures are internal errors (see createError).
-func createFailure(kind string, err error) *logical.Response {
+// createFailed turns Datadog's refusals that an operator can act on into a
+// 400 answer; other failures are internal errors.
+func createFailed(kind string, err error) (*logical.Response, error) {
 	switch httpStatus(err) {
 	case http.StatusBadRequest:
 		if limitReached(err) {
 			return logical.ErrorResponse("Datadog refused to create the %s: its owner has reached Datadog's limit of 1000 application keys per user "+
-				"(meta.max_allowed_per_user); revoke unused leases or delete unused keys of that owner (%v)", describeKind(kind), err)
+				"(meta.max_allowed_per_user); revoke unused leases or delete unused keys of that owner (%v)", describeKind(kind), err), nil
 		}
 		if k := credentialKinds[kind]; k.token {
 			return logical.ErrorResponse("Datadog refused to create the %s (%v); Datadog expires a %s between %s and %d days after creation: "+
-				"check the role's max_ttl and the mount's max lease TTL", describeKind(kind), err, describeKind(kind), expiryFloor(k), int(k.maxExpiry.Hours()/24))
+				"check the role's max_ttl and the mount's max lease TTL", describeKind(kind), err, describeKind(kind), expiryFloor(k), int(k.maxExpiry.Hours()/24)), nil
 		}
-		return logical.ErrorResponse("Datadog refused to create the %s: %v", describeKind(kind), err)
+		return logical.ErrorResponse("Datadog refused to create the %s: %v", describeKind(kind), err), nil
 	case http.StatusForbidden:
-		return logical.ErrorResponse("the configured Datadog identity may not create a %s (%v); grant it the permission or change config", describeKind(kind), err)
+		return logical.ErrorResponse("the configured Datadog identity may not create a %s (%v); grant it the permission or change config", describeKind(kind), err), nil
 	}
-	return nil
-}
-
-func createError(kind string, err error) error {
-	if s := httpStatus(err); s == http.StatusBadRequest || s == http.StatusForbidden {
-		return nil
-	}
-	return fmt.Errorf("error creating Datadog %s: %w", describeKind(kind), err)
+	return nil, fmt.Errorf("error creating Datadog %s: %w", describeKind(kind), err)
 }
 
 func expiryFloor(k credentialKind) string {
