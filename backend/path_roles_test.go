@@ -129,3 +129,25 @@ func TestRoleWarnsAboveMountMaxAndForStaticAPIKey(t *testing.T) {
 		t.Fatalf("want 2 warnings (max_ttl above mount max, static API key), got %v", resp)
 	}
 }
+
+func TestRoleScopesFallBackWhenPermissionsMayNotBeListed(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	// Reconfigure with a key that may manage keys but not list permissions
+	// (user_access_read), as a least-privilege operator would.
+	env.mustDo(t, logical.CreateOperation, "roles/engine", map[string]interface{}{
+		"scopes": "user_app_keys,api_keys_read,api_keys_write,api_keys_delete", "api_key_mode": "none",
+	})
+	creds := env.mustDo(t, logical.ReadOperation, "creds/engine", nil)
+	appKey := creds.Data["application_key"].(string)
+	if got := env.statusWith(t, "/api/v2/permissions", env.emu.APIKey(), appKey); got != 403 {
+		t.Fatalf("the least-privilege key may list permissions (HTTP %d): the fallback is not exercised", got)
+	}
+	env.mustDo(t, logical.UpdateOperation, "config", map[string]interface{}{"app_key": appKey})
+
+	env.writeRole(t, "dash", map[string]interface{}{"scopes": "dashboards_read"})
+	r, err := env.do(t, logical.CreateOperation, "roles/typo", map[string]interface{}{"scopes": "dashbords_read"})
+	wantUserError(t, r, err, "dashbords_read", "did you mean dashboards_read")
+	// The least-privilege identity still issues keys.
+	env.mustDo(t, logical.ReadOperation, "creds/dash", nil)
+}
