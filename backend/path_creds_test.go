@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -17,18 +18,30 @@ import (
 	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulator"
 )
 
-// statusWith calls the emulator as a consumer of issued keys would.
-func (env *testEnv) statusWith(t *testing.T, path, apiKey, appKey string) int {
+// call sends a request to the emulated Datadog API with the given headers
+// and returns the status and the decoded JSON body, if any.
+func (env *testEnv) call(t *testing.T, method, path, body string, headers map[string]string) (int, map[string]interface{}) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, env.url+path, nil)
-	req.Header.Set("DD-API-KEY", apiKey)
-	req.Header.Set("DD-APPLICATION-KEY", appKey)
+	req, _ := http.NewRequest(method, env.url+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	var out map[string]interface{}
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// statusWith calls the emulator as a consumer of issued keys would.
+func (env *testEnv) statusWith(t *testing.T, path, apiKey, appKey string) int {
+	t.Helper()
+	status, _ := env.call(t, http.MethodGet, path, "", map[string]string{"DD-API-KEY": apiKey, "DD-APPLICATION-KEY": appKey})
+	return status
 }
 
 // issuedKeys returns the keys the engine created (all but the seeded ones).

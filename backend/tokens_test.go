@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -17,18 +16,7 @@ import (
 // an administrator preparing the organisation would.
 func (env *testEnv) rootCall(t *testing.T, method, path, body string) (int, map[string]interface{}) {
 	t.Helper()
-	req, _ := http.NewRequest(method, env.url+path, strings.NewReader(body))
-	req.Header.Set("DD-API-KEY", env.emu.APIKey())
-	req.Header.Set("DD-APPLICATION-KEY", env.emu.AppKey())
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out map[string]interface{}
-	json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
+	return env.call(t, method, path, body, map[string]string{"DD-API-KEY": env.emu.APIKey(), "DD-APPLICATION-KEY": env.emu.AppKey()})
 }
 
 // createServiceAccount makes an enabled service account with the admin role.
@@ -56,14 +44,8 @@ func (env *testEnv) createServiceAccount(t *testing.T) string {
 
 func (env *testEnv) bearerStatus(t *testing.T, path, token string) int {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, env.url+path, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	status, _ := env.call(t, http.MethodGet, path, "", map[string]string{"Authorization": "Bearer " + token})
+	return status
 }
 
 func TestServiceAccountApplicationKey(t *testing.T) {

@@ -22,14 +22,14 @@ func TestCLISession(t *testing.T) {
 	disableAtCleanup(t, client, "datadog", dd)
 	requireRunningVersion(t, client, "datadog")
 
-	cli(t, "write", "datadog/config", "api_key="+dd.APIKey(), "app_key="+dd.AppKey(), "api_url="+dd.url)
+	cli(t, "write", "datadog/config", "api_key="+dd.APIKey(), "app_key="+dd.AppKey(), "api_url="+dd.URL)
 	config := cli(t, "read", "datadog/config")
 	for _, secret := range []string{dd.APIKey(), dd.AppKey()} {
 		if strings.Contains(config, secret) {
 			t.Errorf("vault read datadog/config shows a root key:\n%s", config)
 		}
 	}
-	if !strings.Contains(config, dd.APIKey()[len(dd.APIKey())-4:]) || !strings.Contains(config, dd.url) {
+	if !strings.Contains(config, dd.APIKey()[len(dd.APIKey())-4:]) || !strings.Contains(config, dd.URL) {
 		t.Errorf("vault read datadog/config does not show the api_key's last 4 characters and the api_url:\n%s", config)
 	}
 
@@ -53,8 +53,8 @@ func TestCLISession(t *testing.T) {
 	if creds.LeaseDuration != 3600 || !creds.Renewable {
 		t.Errorf("creds lease: %ds renewable=%v, want 3600s renewable", creds.LeaseDuration, creds.Renewable)
 	}
-	if creds.Data["site"] != "datadoghq.com" || creds.Data["api_url"] != dd.url {
-		t.Errorf("creds site, api_url = %v, %v; want datadoghq.com, %s", creds.Data["site"], creds.Data["api_url"], dd.url)
+	if creds.Data["site"] != "datadoghq.com" || creds.Data["api_url"] != dd.URL {
+		t.Errorf("creds site, api_url = %v, %v; want datadoghq.com, %s", creds.Data["site"], creds.Data["api_url"], dd.URL)
 	}
 	dd.requireKeysIssued(t, creds.Data, "agent-role", scopes)
 

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"regexp"
@@ -20,31 +21,41 @@ import (
 // Datadog's OpenAPI specification.
 type datadog struct {
 	*emulatortest.Server
-	url string
 }
 
 func startDatadog(t *testing.T) *datadog {
 	t.Helper()
 	s := emulatortest.Start(t, emulator.Options{})
-	return &datadog{Server: s, url: s.URL}
+	return &datadog{Server: s}
 }
 
-// get calls the emulated Datadog API with a credential and returns the
-// HTTP status.
-func (d *datadog) get(t *testing.T, path, apiKey, appKey string) int {
+// do sends a request to the emulated API with the given auth headers and
+// returns the status and decoded body.
+func (d *datadog) do(t *testing.T, method, path, body string, headers map[string]string) (int, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, d.url+path, nil)
+	req, err := http.NewRequest(method, d.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("DD-API-KEY", apiKey)
-	req.Header.Set("DD-APPLICATION-KEY", appKey)
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
+		t.Fatalf("%s %s: %v", method, path, err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// get calls the emulated Datadog API with a key pair and returns the HTTP status.
+func (d *datadog) get(t *testing.T, path, apiKey, appKey string) int {
+	t.Helper()
+	status, _ := d.do(t, http.MethodGet, path, "", map[string]string{"DD-API-KEY": apiKey, "DD-APPLICATION-KEY": appKey})
+	return status
 }
 
 func (d *datadog) key(id string) (emulator.Key, bool) {
@@ -204,7 +215,7 @@ func configure(t *testing.T, client *api.Client, path string, dd *datadog) {
 	write(t, client, path+"/config", map[string]any{
 		"api_key": dd.APIKey(),
 		"app_key": dd.AppKey(),
-		"api_url": dd.url,
+		"api_url": dd.URL,
 	})
 }
 

@@ -1,35 +1,12 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 )
-
-// do sends a request to the emulated API with the given auth headers and
-// returns the status and decoded body.
-func (d *datadog) do(t *testing.T, method, path, body string, headers map[string]string) (int, map[string]any) {
-	t.Helper()
-	req, err := http.NewRequest(method, d.url+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
-}
 
 func (d *datadog) root() map[string]string {
 	return map[string]string{"DD-API-KEY": d.APIKey(), "DD-APPLICATION-KEY": d.AppKey()}

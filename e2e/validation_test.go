@@ -59,7 +59,7 @@ func TestBadInputsAreRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if config.Data["site"] != "datadoghq.com" || config.Data["api_url"] != dd.url {
+	if config.Data["site"] != "datadoghq.com" || config.Data["api_url"] != dd.URL {
 		t.Errorf("config after refused writes: %v", config.Data)
 	}
 	if role, err := client.Logical().Read(mount + "/roles/r"); err != nil || role != nil {
