@@ -80,6 +80,8 @@ type Emulator struct {
 	stateFile string
 	routes    []route
 
+	pendingCommits atomic.Int64 // delayed_commit calls answered but not yet applied
+
 	mu       sync.Mutex // guards everything below
 	org      *org
 	bySecret map[string]*storedKey // live credentials only
@@ -362,6 +364,15 @@ func (e *Emulator) serveWithFaults(w http.ResponseWriter, rt *route, req *reques
 		return
 	case FaultReset:
 		dropConnection(w)
+		return
+	case FaultDelayedCommit:
+		// The body is read now: once this handler returns it is gone.
+		// A body that cannot be read never fully reached Datadog, so
+		// there is nothing to commit.
+		if later, err := detached(req); err == nil {
+			e.commitLater(rt, later, f.Delay)
+		}
+		writeResponse(w, f.errorResponse())
 		return
 	}
 	resp := e.serve(rt, req)

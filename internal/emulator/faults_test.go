@@ -148,6 +148,9 @@ func TestFaultDetails(t *testing.T) {
 		{Operation: "*", Action: emulator.FaultError, Status: 200},
 		{Operation: "*", Action: emulator.FaultError, Probability: 1.5},
 		{Operation: "*", Action: emulator.FaultLatency},
+		{Operation: "*", Action: emulator.FaultDelayedCommit},                      // no delay
+		{Operation: "*", Action: emulator.FaultDelayedCommit, Delay: -time.Second}, // negative delay
+		{Operation: "*", Action: emulator.FaultError, Delay: time.Second},          // a delay on another action
 	} {
 		if _, err := s.AddFault(bad); err == nil {
 			t.Errorf("AddFault(%+v) succeeded", bad)
@@ -230,5 +233,141 @@ func TestFaultsAdminEndpoint(t *testing.T) {
 	}
 	if status, _, _ := s.send(t, noAuth, "POST", "/_emulator/faults", `{"operation":"*","action":"boom"}`); status != http.StatusBadRequest {
 		t.Errorf("invalid fault: %d", status)
+	}
+}
+
+// waitForCommits waits until the emulator has applied every delayed commit.
+func waitForCommits(t *testing.T, emu *emulator.Emulator, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for emu.PendingCommits() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d delayed commits still pending after %s", emu.PendingCommits(), within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDelayedCommitCreate: the client gets a 503 at once and finds no key;
+// the key appears, as the request named it, once the delay is over.
+func TestDelayedCommitCreate(t *testing.T) {
+	s := newTestServer(t, emulator.Options{})
+	const delay = 300 * time.Millisecond
+	s.addFault(t, emulator.Fault{Operation: "CreateAPIKey", Action: emulator.FaultDelayedCommit, Delay: delay, Times: 1})
+
+	start := time.Now()
+	status, body, _ := s.send(t, keys(s.APIKey(), s.AppKey()), "POST", "/api/v2/api_keys", jsonBody(t, "api_keys", "", map[string]any{"name": "late"}))
+	answered := time.Since(start)
+	wantError(t, status, body, http.StatusServiceUnavailable, "Service Unavailable")
+	t.Logf("answered in %s, delay %s", answered, delay)
+	if answered >= delay/2 {
+		t.Errorf("answered in %s: not at once (delay %s)", answered, delay)
+	}
+	if _, exists := s.keyNamed("late"); exists {
+		t.Fatal("the key exists right after the 503")
+	}
+	if n := s.PendingCommits(); n != 1 {
+		t.Errorf("PendingCommits() = %d right after the call, want 1", n)
+	}
+	_, list := s.admin(t, "GET", "/api/v2/api_keys?filter=late", "")
+	if get(list, "meta.page.total_filtered_count") != 0.0 {
+		t.Errorf("an immediate look-up finds the key: %v", list)
+	}
+
+	waitForCommits(t, s.Emulator, 2*time.Second)
+	if applied := time.Since(start); applied < delay {
+		t.Errorf("committed after %s, before the delay of %s", applied, delay)
+	}
+	key, exists := s.keyNamed("late")
+	if !exists || key.Kind != emulator.KindAPIKey {
+		t.Fatalf("after the delay: %+v, %v; want the API key \"late\"", key, exists)
+	}
+	_, list = s.admin(t, "GET", "/api/v2/api_keys?filter=late", "")
+	if get(list, "meta.page.total_filtered_count") != 1.0 {
+		t.Errorf("a later look-up does not find the key: %v", list)
+	}
+}
+
+// TestDelayedCommitDelete: the delete answers 503 at once, and the key is
+// gone only once the delay is over.
+func TestDelayedCommitDelete(t *testing.T) {
+	s := newTestServer(t, emulator.Options{})
+	created := s.mustAdmin(t, http.StatusCreated, "POST", "/api/v2/api_keys", jsonBody(t, "api_keys", "", map[string]any{"name": "doomed"}))
+	path := "/api/v2/api_keys/" + str(created, "data.id")
+	const delay = 300 * time.Millisecond
+	s.addFault(t, emulator.Fault{Operation: "DeleteAPIKey", Action: emulator.FaultDelayedCommit, Delay: delay})
+
+	start := time.Now()
+	status, body := s.admin(t, "DELETE", path, "")
+	answered := time.Since(start)
+	wantError(t, status, body, http.StatusServiceUnavailable, "Service Unavailable")
+	if answered >= delay/2 {
+		t.Errorf("answered in %s: not at once (delay %s)", answered, delay)
+	}
+	if _, exists := s.keyNamed("doomed"); !exists {
+		t.Fatal("the key is gone right after the 503")
+	}
+	s.mustAdmin(t, http.StatusOK, "GET", path, "")
+	if n := s.PendingCommits(); n != 1 {
+		t.Errorf("PendingCommits() = %d right after the call, want 1", n)
+	}
+
+	waitForCommits(t, s.Emulator, 2*time.Second)
+	if _, exists := s.keyNamed("doomed"); exists {
+		t.Error("the key is still there after the delay")
+	}
+	s.mustAdmin(t, http.StatusNotFound, "GET", path, "")
+}
+
+// TestDelayedCommitOutlivesServer: the commit is made after the client
+// hung up and the server closed, with the request as it was sent.
+func TestDelayedCommitOutlivesServer(t *testing.T) {
+	var emu *emulator.Emulator
+	t.Run("call", func(t *testing.T) {
+		s := newTestServer(t, emulator.Options{})
+		emu = s.Emulator
+		s.addFault(t, emulator.Fault{Operation: createAppKey, Action: emulator.FaultDelayedCommit, Status: 502, Delay: 200 * time.Millisecond})
+		if status, err := s.rawCall(t, "POST", "/api/v2/current_user/application_keys", appKeyBody("orphan")); err != nil || status != http.StatusBadGateway {
+			t.Fatalf("faulted call: %d, %v; want 502", status, err)
+		}
+	}) // the server is closed here
+	waitForCommits(t, emu, 2*time.Second)
+	i := slices.IndexFunc(emu.Keys(), func(k emulator.Key) bool { return k.Name == "orphan" })
+	if i < 0 || emu.Keys()[i].OwnerID != emu.UserID() {
+		t.Errorf("no key \"orphan\" of the seeded user after the delay: %+v", emu.Keys())
+	}
+}
+
+func TestDelayedCommitAdminEndpoint(t *testing.T) {
+	s := newTestServer(t, emulator.Options{})
+	status, body, _ := s.send(t, noAuth, "POST", "/_emulator/faults", `{"operation":"CreateAPIKey","action":"delayed_commit","delay":"2s","times":1}`)
+	if status != http.StatusCreated || str(body, "action") != "delayed_commit" || str(body, "delay") != "2s" || get(body, "latency") != nil {
+		t.Fatalf("POST /_emulator/faults: %d %v", status, body)
+	}
+	_, body, _ = s.send(t, noAuth, "GET", "/_emulator/faults", "")
+	var listed []emulator.Fault
+	raw, _ := json.Marshal(get(body, "faults"))
+	if err := json.Unmarshal(raw, &listed); err != nil || len(listed) != 1 ||
+		listed[0].Action != emulator.FaultDelayedCommit || listed[0].Delay != 2*time.Second || listed[0].Times != 1 {
+		t.Errorf("GET /_emulator/faults = %s (%v)", raw, err)
+	}
+	if f := s.Faults(); len(f) != 1 || f[0].Delay != 2*time.Second {
+		t.Errorf("Faults() = %+v", f)
+	}
+
+	// A number of seconds, as for latency.
+	status, body, _ = s.send(t, noAuth, "POST", "/_emulator/faults", `{"operation":"*","action":"delayed_commit","delay":0.5}`)
+	if status != http.StatusCreated || str(body, "delay") != "500ms" {
+		t.Errorf("delay in seconds: %d %v", status, body)
+	}
+	for _, bad := range []string{
+		`{"operation":"*","action":"delayed_commit"}`,
+		`{"operation":"*","action":"delayed_commit","delay":"-1s"}`,
+		`{"operation":"*","action":"error","delay":"1s"}`,
+		`{"operation":"*","action":"delayed_commit","delay":"soon"}`,
+	} {
+		if status, body, _ := s.send(t, noAuth, "POST", "/_emulator/faults", bad); status != http.StatusBadRequest {
+			t.Errorf("POST /_emulator/faults %s: %d %v, want 400", bad, status, body)
+		}
 	}
 }
