@@ -29,8 +29,12 @@ type datadogBackend struct {
 	// newClient builds the Datadog adapter; tests may replace it.
 	newClient func(*datadogConfig) (datadogAPI, error)
 
-	lock   sync.RWMutex
-	client datadogAPI
+	lock    sync.RWMutex
+	current *session
+
+	// issuedRecords caches the ids of records known to belong to a lease,
+	// so that the rollback reads each such record once, not every minute.
+	issuedRecords sync.Map
 
 	scopesLock    sync.Mutex
 	scopes        map[string]bool
@@ -53,17 +57,17 @@ func newBackend() *datadogBackend {
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: []string{configPath},
+			LocalStorage:    []string{recordPrefix},
 		},
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b)},
 			pathRoles(b),
 			[]*framework.Path{pathCreds(b)},
 		),
-		Secrets:           credentialSecrets(b),
-		WALRollback:       b.walRollback,
-		WALRollbackMinAge: walRollbackMinAge,
-		Invalidate:        b.invalidate,
-		RunningVersion:    Version,
+		Secrets:        credentialSecrets(b),
+		PeriodicFunc:   b.periodicFunc,
+		Invalidate:     b.invalidate,
+		RunningVersion: Version,
 	}
 	return b
 }
@@ -78,47 +82,64 @@ func (b *datadogBackend) invalidate(_ context.Context, key string) {
 
 func (b *datadogBackend) reset() {
 	b.lock.Lock()
-	b.client = nil
+	b.current = nil
 	b.lock.Unlock()
 	b.scopesLock.Lock()
 	b.scopes = nil
 	b.scopesLock.Unlock()
 }
 
-// getClient returns the cached Datadog client, building it from the stored
-// configuration on first use. A nil client with a nil error means the engine
-// is not configured.
-func (b *datadogBackend) getClient(ctx context.Context, s logical.Storage) (datadogAPI, error) {
+// session is the configured identity and a client acting as it: read from
+// storage and built once per configuration, so that a request reads config
+// at most once.
+type session struct {
+	cfg    *datadogConfig
+	client datadogAPI
+}
+
+// session returns the cached session, building it from the stored
+// configuration on first use. A nil session with a nil error means the
+// engine is not configured.
+func (b *datadogBackend) session(ctx context.Context, s logical.Storage) (*session, error) {
 	b.lock.RLock()
-	client := b.client
+	current := b.current
 	b.lock.RUnlock()
-	if client != nil {
-		return client, nil
+	if current != nil {
+		return current, nil
 	}
 
 	b.lock.Lock()
 	defer b.lock.Unlock()
-	if b.client != nil {
-		return b.client, nil
+	if b.current != nil {
+		return b.current, nil
 	}
 	cfg, err := getConfig(ctx, s)
 	if err != nil || cfg == nil {
 		return nil, err
 	}
-	if b.client, err = b.newClient(cfg); err != nil {
+	client, err := b.newClient(cfg)
+	if err != nil {
 		return nil, err
 	}
-	return b.client, nil
+	b.current = &session{cfg: cfg, client: client}
+	return b.current, nil
 }
 
 const backendHelp = `
 The Datadog secrets engine issues short-lived, least-privilege Datadog
-credentials. Each read of creds/<role> creates a new application key limited
-to the role's scopes (and, by default, its own API key) and returns it with a
-Vault lease; when the lease is revoked or expires the keys are deleted in
-Datadog.
+credentials. Each read of creds/<role> creates a new credential of the
+role's credential_type and returns it with a Vault lease; when the lease is
+revoked or expires the credential is deleted in Datadog.
+
+Credential types: application_key (an application key of the configured
+identity, limited to the role's scopes, with a per-lease API key unless
+api_key_mode says otherwise), service_account_application_key (the same,
+owned by a service account), personal_access_token and service_access_token
+(access_token and access_token_id, sent as Authorization: Bearer, which
+Datadog itself expires at expires_at), and api_key (an API key alone, for
+Datadog Agents and intake).
 
 Configure the engine with the API and application keys of the Datadog
-identity that owns the issued keys (config), define roles with the scopes
-each consumer needs (roles/<name>), then read credentials (creds/<name>).
+identity it acts as (config), define roles with the scopes each consumer
+needs (roles/<name>), then read credentials (creds/<name>).
 `

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,13 +16,30 @@ import (
 
 // datadogObject is one thing the engine created in Datadog for a lease. Every
 // credential kind is a list of these, so issuing, renewing, revoking and
-// rolling back share one mechanism.
+// rolling back share one mechanism. It records where the object lives, so
+// that it is deleted there whatever the configuration says later.
 type datadogObject struct {
-	Kind      string     `json:"kind"`
-	ID        string     `json:"id,omitempty"` // empty until Datadog has answered the create
-	Name      string     `json:"name"`
-	Owner     string     `json:"owner,omitempty"`      // service account id, for its keys and tokens
-	ExpiresAt *time.Time `json:"expires_at,omitempty"` // native expiry of tokens
+	Kind      string      `json:"kind"`
+	ID        string      `json:"id,omitempty"` // empty until Datadog has answered the create
+	Name      string      `json:"name"`         // unique: clean-up may find the object by it
+	Owner     string      `json:"owner"`        // user or service account that owns it (for API keys, that created it)
+	Home      datadogHome `json:"home"`
+	ExpiresAt *time.Time  `json:"expires_at,omitempty"` // native expiry of tokens
+}
+
+// datadogHome is the organisation an object lives in, and the site or URL
+// through which the engine reached it.
+type datadogHome struct {
+	OrgID  string `json:"org_id"`
+	Site   string `json:"site"`
+	APIURL string `json:"api_url,omitempty"`
+}
+
+func (h datadogHome) String() string {
+	if h.APIURL != "" {
+		return fmt.Sprintf("organisation %s at %s", h.OrgID, h.APIURL)
+	}
+	return fmt.Sprintf("organisation %s at %s", h.OrgID, h.Site)
 }
 
 // secretType is the Vault secret type of leases whose main object is of kind.
@@ -79,6 +97,10 @@ func (k credentialKind) responseFields() map[string]*framework.FieldSchema {
 func describeObjects(objects []datadogObject) string {
 	parts := make([]string, len(objects))
 	for i, o := range objects {
+		if o.ID == "" { // its create was never answered
+			parts[i] = fmt.Sprintf("%s named %s", describeKind(o.Kind), o.Name)
+			continue
+		}
 		parts[i] = fmt.Sprintf("%s %s (%s)", describeKind(o.Kind), o.ID, o.Name)
 	}
 	return strings.Join(parts, ", ")
@@ -106,15 +128,24 @@ func mapToStruct(in, out interface{}) error {
 	return json.Unmarshal(raw, out)
 }
 
-// deleteObjects deletes each object, by ID when Datadog returned one and
-// otherwise by looking its unique name up. Objects already gone count as
-// deleted, so it can run any number of times.
-func (b *datadogBackend) deleteObjects(ctx context.Context, client datadogAPI, objects []datadogObject) error {
+// maxClockSkew is how far Vault's clock may be ahead of Datadog's when a
+// name look-up checks that an object was created after its WAL entry.
+const maxClockSkew = 2 * time.Minute
+
+// deleteObjects deletes each object where it lives, by ID when Datadog
+// returned one and otherwise by its exact name, owner and creation after
+// createdAfter. Objects already gone count as deleted, so it can run any
+// number of times.
+func (b *datadogBackend) deleteObjects(ctx context.Context, sess *session, objects []datadogObject, createdAfter time.Time) error {
 	var errs []error
 	for _, o := range objects {
+		if err := sess.cfg.reaches(o); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		ids := []string{o.ID}
 		if o.ID == "" {
-			found, err := client.FindByName(ctx, o)
+			found, err := sess.client.FindByName(ctx, o, createdAfter)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("error looking up Datadog %s %q: %w", describeKind(o.Kind), o.Name, err))
 				continue
@@ -123,7 +154,7 @@ func (b *datadogBackend) deleteObjects(ctx context.Context, client datadogAPI, o
 		}
 		for _, id := range ids {
 			o.ID = id
-			if err := client.Delete(ctx, o); err != nil && !errors.Is(err, errNotFound) {
+			if err := sess.client.Delete(ctx, o); err != nil && !errors.Is(err, errNotFound) {
 				errs = append(errs, fmt.Errorf("error deleting Datadog %s %s (%s): %w", describeKind(o.Kind), id, o.Name, err))
 			}
 		}
@@ -136,15 +167,23 @@ func (b *datadogBackend) revokeCredential(ctx context.Context, req *logical.Requ
 	if err != nil {
 		return nil, err
 	}
-	client, err := b.getClient(ctx, req.Storage)
+	sess, err := b.session(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
-	if client == nil {
-		return nil, fmt.Errorf("cannot delete Datadog keys %s: %w", describeObjects(objects), errNotConfigured)
+	if sess == nil {
+		return nil, fmt.Errorf("cannot delete Datadog %s: %w", describeObjects(objects), errNotConfigured)
 	}
 	// An error makes Vault keep the lease and retry the revocation later.
-	return nil, b.deleteObjects(ctx, client, objects)
+	if err := b.deleteObjects(ctx, sess, objects, time.Time{}); err != nil {
+		return nil, err
+	}
+	if id, _ := req.Secret.InternalData["record"].(string); id != "" {
+		if err := b.deleteRecord(ctx, req.Storage, id); err != nil {
+			return nil, fmt.Errorf("the Datadog keys are deleted, but not the engine's record of them: %w", err)
+		}
+	}
+	return nil, nil
 }
 
 func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
@@ -160,15 +199,32 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 	if err != nil {
 		return nil, err
 	}
-	client, err := b.getClient(ctx, req.Storage)
+	var issued roleBinding
+	if raw, ok := req.Secret.InternalData["binding"]; ok {
+		if err := mapToStruct(raw, &issued); err != nil {
+			return nil, err
+		}
+		if msg := issued.mismatch(role.binding()); msg != "" {
+			return nil, renewRefused("role %q %s; request new credentials from it", roleName, msg)
+		}
+	}
+	sess, err := b.session(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
-	if client == nil {
+	if sess == nil {
 		return nil, renewRefused("%s", errNotConfigured)
 	}
+	if kind, known := credentialKinds[issued.CredentialType]; known {
+		if msg := sess.cfg.scopesProblem(kind, issued.Scopes); msg != "" {
+			return nil, renewRefused("the credential's %s", msg)
+		}
+	}
 	for _, o := range objects {
-		exists, err := client.Exists(ctx, o)
+		if err := sess.cfg.reaches(o); err != nil {
+			return nil, renewRefused("%s", err)
+		}
+		exists, err := sess.client.Exists(ctx, o)
 		if err != nil {
 			return nil, fmt.Errorf("error checking Datadog %s %s before renewal: %w", describeKind(o.Kind), o.ID, err)
 		}
@@ -181,6 +237,34 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 	resp.Secret.TTL = role.TTL
 	resp.Secret.MaxTTL = b.leaseMaxTTL(role, objects, req.Secret.IssueTime)
 	return resp, nil
+}
+
+// roleBinding is what a lease was issued under. A lease is renewed only
+// while its role still issues the same: narrowing a role's scopes must not
+// leave wider credentials alive for as long as they keep being renewed.
+type roleBinding struct {
+	CredentialType   string   `json:"credential_type"`
+	ServiceAccountID string   `json:"service_account_id,omitempty"`
+	Scopes           []string `json:"scopes"` // sorted; empty for unscoped keys
+}
+
+func (r *datadogRole) binding() roleBinding {
+	scopes := slices.Clone(r.Scopes)
+	slices.Sort(scopes)
+	return roleBinding{CredentialType: r.CredentialType, ServiceAccountID: r.ServiceAccountID, Scopes: scopes}
+}
+
+// mismatch says how the role now differs from what the lease holds, or "".
+func (issued roleBinding) mismatch(now roleBinding) string {
+	switch {
+	case issued.CredentialType != now.CredentialType:
+		return fmt.Sprintf("now issues credential_type %s; this lease holds a %s", now.CredentialType, describeKind(issued.CredentialType))
+	case issued.ServiceAccountID != now.ServiceAccountID:
+		return fmt.Sprintf("now issues credentials of service account %s; this lease's belong to %s", now.ServiceAccountID, issued.ServiceAccountID)
+	case !slices.Equal(issued.Scopes, now.Scopes):
+		return fmt.Sprintf("now grants scopes [%s]; this lease's credential has [%s]", strings.Join(now.Scopes, ","), strings.Join(issued.Scopes, ","))
+	}
+	return ""
 }
 
 // renewRefused is a renewal the caller cannot have: a 400 carried as an

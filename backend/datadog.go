@@ -29,6 +29,13 @@ const (
 // datadogAPI is the small slice of the Datadog API the plugin needs. The
 // backend talks only to this interface; datadogClient implements it with
 // datadog-api-client-go.
+//
+// Object calls act on an object where it lives: the client reaches its own
+// identity's application keys and tokens through the current-user
+// endpoints, other users' through the organisation-wide ones, and service
+// accounts' through the service account's. A not-found answer counts only
+// when asked of such a place (errNotFound); where Datadog may merely hide
+// the object from this identity, the call fails instead.
 type datadogAPI interface {
 	// CheckAPIKey validates the API key alone (GET /api/v1/validate).
 	CheckAPIKey(ctx context.Context) error
@@ -46,13 +53,15 @@ type datadogAPI interface {
 	// Delete removes the object; deleting a missing object returns errNotFound
 	// (or nothing, for tokens, whose revocation Datadog accepts twice).
 	Delete(ctx context.Context, o datadogObject) error
-	// FindByName returns the IDs of objects like o whose name is exactly o.Name.
-	FindByName(ctx context.Context, o datadogObject) ([]string, error)
+	// FindByName returns the IDs of the objects of o's kind and owner whose
+	// name is exactly o.Name and that were created at or after createdAfter.
+	FindByName(ctx context.Context, o datadogObject, createdAfter time.Time) ([]string, error)
 }
 
 type identity struct {
 	ID     string
 	Handle string
+	OrgID  string
 }
 
 type serviceAccount struct {
@@ -69,19 +78,28 @@ type createdObject struct {
 
 var errNotFound = errors.New("not found in Datadog")
 
+// errNotVisible is a not-found answer that proves nothing: Datadog shows
+// other users' personal access tokens only to identities with
+// org_app_keys_read/write.
+var errNotVisible = errors.New("not visible to the configured identity: only an identity with org_app_keys_write can tell whether it still exists")
+
 // apiError is a failed Datadog call with the HTTP status, when there was one,
 // and Datadog's own error messages. It never carries request headers or keys.
 type apiError struct {
-	Op       string
-	Status   int // 0 when no HTTP answer was received
-	Messages []string
-	Err      error
+	Op        string
+	Status    int // 0 when no HTTP answer was received
+	Messages  []string
+	RateLimit *rateLimitInfo // on 429
+	Err       error
 }
 
 func (e *apiError) Error() string {
 	switch {
 	case e.Status == 0:
 		return fmt.Sprintf("Datadog %s: %v", e.Op, e.Err)
+	case e.RateLimit != nil:
+		return fmt.Sprintf("Datadog %s: HTTP 429: Datadog's rate limit %q (%d requests per %d s) is spent; it resets in %s",
+			e.Op, e.RateLimit.Name, e.RateLimit.Limit, e.RateLimit.Period, e.RateLimit.ResetIn)
 	case len(e.Messages) > 0:
 		return fmt.Sprintf("Datadog %s: HTTP %d: %s", e.Op, e.Status, strings.Join(e.Messages, "; "))
 	default:
@@ -118,7 +136,7 @@ func wrapError(op string, resp *http.Response, err error) error {
 	if err == nil {
 		return nil
 	}
-	ae := &apiError{Op: op, Err: err}
+	ae := &apiError{Op: op, Err: err, RateLimit: rateLimitOf(resp)}
 	if resp != nil {
 		ae.Status = resp.StatusCode
 	}
@@ -158,24 +176,26 @@ func errorText(raw json.RawMessage) string {
 type datadogClient struct {
 	apiKey, appKey string
 	site           string
-	client         *datadog.APIClient
-	keys           *datadogV2.KeyManagementApi
-	users          *datadogV2.UsersApi
-	roles          *datadogV2.RolesApi
-	auth           *datadogV1.AuthenticationApi
+	self           string // user id of the configured identity
+	limits         *rateLimits
 
+	keys            *datadogV2.KeyManagementApi
+	users           *datadogV2.UsersApi
+	roles           *datadogV2.RolesApi
 	serviceAccounts *datadogV2.ServiceAccountsApi
+	auth            *datadogV1.AuthenticationApi
 }
 
-// newDatadogClient builds a client for the configuration. Retries are off:
-// a blindly retried create can leave a duplicate key whose secret nobody saw,
-// so failures are handled by the callers (look-up by name, WAL rollback).
+// newDatadogClient builds a client for the configuration. client-go's own
+// retries are off: they would send a create again after a 5xx, leaving a
+// duplicate key whose secret nobody saw. call retries what is safe instead.
 func newDatadogClient(cfg *datadogConfig) (datadogAPI, error) {
 	c := datadog.NewConfiguration()
 	c.UserAgent = "vault-plugin-secrets-datadog/" + Version + " " + c.UserAgent
 	c.RetryConfiguration.EnableRetry = false
 	httpClient := cleanhttp.DefaultPooledClient()
 	httpClient.Timeout = 30 * time.Second
+	httpClient.CheckRedirect = checkRedirect
 	c.HTTPClient = httpClient
 	if cfg.APIURL != "" {
 		host, scheme, err := parseAPIURL(cfg.APIURL)
@@ -189,14 +209,30 @@ func newDatadogClient(cfg *datadogConfig) (datadogAPI, error) {
 		apiKey: cfg.APIKey,
 		appKey: cfg.AppKey,
 		site:   cfg.Site,
-		client: client,
-		keys:   datadogV2.NewKeyManagementApi(client),
-		users:  datadogV2.NewUsersApi(client),
-		roles:  datadogV2.NewRolesApi(client),
-		auth:   datadogV1.NewAuthenticationApi(client),
+		self:   cfg.OwnerID,
+		limits: newRateLimits(),
 
+		keys:            datadogV2.NewKeyManagementApi(client),
+		users:           datadogV2.NewUsersApi(client),
+		roles:           datadogV2.NewRolesApi(client),
 		serviceAccounts: datadogV2.NewServiceAccountsApi(client),
+		auth:            datadogV1.NewAuthenticationApi(client),
 	}, nil
+}
+
+// checkRedirect follows a redirect only to the same scheme, host and port:
+// Go forwards custom headers such as DD-API-KEY on every redirect, and
+// would hand the engine's keys to another host or send them in clear text.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	first := via[0].URL
+	if req.URL.Scheme != first.Scheme || !strings.EqualFold(req.URL.Host, first.Host) {
+		return fmt.Errorf("Datadog answered with a redirect to %s://%s, which is not followed: the engine sends its keys only to %s://%s",
+			req.URL.Scheme, req.URL.Host, first.Scheme, first.Host)
+	}
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	return nil
 }
 
 // with adds the credentials and the site to the caller's context, as
@@ -210,28 +246,40 @@ func (c *datadogClient) with(ctx context.Context) context.Context {
 }
 
 func (c *datadogClient) CheckAPIKey(ctx context.Context) error {
-	_, resp, err := c.auth.Validate(c.with(ctx))
-	return wrapError("API key validation", resp, err)
+	return c.call(ctx, "API key validation", true, func(ctx context.Context) (*http.Response, error) {
+		_, resp, err := c.auth.Validate(ctx)
+		return resp, err
+	})
 }
 
 func (c *datadogClient) CurrentUser(ctx context.Context) (identity, error) {
-	out, resp, err := c.users.GetCurrentUser(c.with(ctx))
+	var out datadogV2.UserResponse
+	err := c.call(ctx, "current user look-up", true, func(ctx context.Context) (resp *http.Response, err error) {
+		out, resp, err = c.users.GetCurrentUser(ctx)
+		return resp, err
+	})
 	if err != nil {
-		return identity{}, wrapError("current user look-up", resp, err)
+		return identity{}, err
 	}
 	data := out.GetData()
 	attrs := data.GetAttributes()
+	rels := data.GetRelationships()
+	org := rels.GetOrg()
+	orgData := org.GetData()
 	if data.GetId() == "" {
 		return identity{}, fmt.Errorf("Datadog current user look-up returned no user id")
 	}
-	return identity{ID: data.GetId(), Handle: attrs.GetHandle()}, nil
+	return identity{ID: data.GetId(), Handle: attrs.GetHandle(), OrgID: orgData.GetId()}, nil
 }
 
 func (c *datadogClient) PermissionNames(ctx context.Context) ([]string, error) {
-	opts := datadogV2.NewListPermissionsOptionalParameters().WithIncludeScopes(true)
-	out, resp, err := c.roles.ListPermissions(c.with(ctx), *opts)
+	var out datadogV2.PermissionsResponse
+	err := c.call(ctx, "permission listing", true, func(ctx context.Context) (resp *http.Response, err error) {
+		out, resp, err = c.roles.ListPermissions(ctx, *datadogV2.NewListPermissionsOptionalParameters().WithIncludeScopes(true))
+		return resp, err
+	})
 	if err != nil {
-		return nil, wrapError("permission listing", resp, err)
+		return nil, err
 	}
 	names := make([]string, 0, len(out.GetData()))
 	for _, p := range out.GetData() {
@@ -244,9 +292,13 @@ func (c *datadogClient) PermissionNames(ctx context.Context) ([]string, error) {
 }
 
 func (c *datadogClient) ServiceAccount(ctx context.Context, id string) (serviceAccount, error) {
-	out, resp, err := c.users.GetUser(c.with(ctx), id)
+	var out datadogV2.UserResponse
+	err := c.call(ctx, "service account look-up", true, func(ctx context.Context) (resp *http.Response, err error) {
+		out, resp, err = c.users.GetUser(ctx, id)
+		return resp, err
+	})
 	if err != nil {
-		return serviceAccount{}, wrapError("service account look-up", resp, err)
+		return serviceAccount{}, err
 	}
 	data := out.GetData()
 	attrs := data.GetAttributes()
@@ -254,61 +306,58 @@ func (c *datadogClient) ServiceAccount(ctx context.Context, id string) (serviceA
 }
 
 func (c *datadogClient) Create(ctx context.Context, o datadogObject, scopes []string) (createdObject, error) {
-	ctx = c.with(ctx)
-	op := describeKind(o.Kind) + " creation"
-	switch o.Kind {
-	case kindApplicationKey, kindServiceAccountApplicationKey:
-		attrs := datadogV2.NewApplicationKeyCreateAttributes(o.Name)
-		attrs.SetScopes(scopes)
-		body := *datadogV2.NewApplicationKeyCreateRequest(*datadogV2.NewApplicationKeyCreateData(*attrs, datadogV2.APPLICATIONKEYSTYPE_APPLICATION_KEYS))
-		var out datadogV2.ApplicationKeyResponse
-		var resp *http.Response
-		var err error
-		if o.Kind == kindApplicationKey {
-			out, resp, err = c.keys.CreateCurrentUserApplicationKey(ctx, body)
-		} else {
-			out, resp, err = c.serviceAccounts.CreateServiceAccountApplicationKey(ctx, o.Owner, body)
+	var created createdObject
+	err := c.call(ctx, describeKind(o.Kind)+" creation", false, func(ctx context.Context) (*http.Response, error) {
+		switch o.Kind {
+		case kindApplicationKey, kindServiceAccountApplicationKey:
+			attrs := datadogV2.NewApplicationKeyCreateAttributes(o.Name)
+			attrs.SetScopes(scopes)
+			body := *datadogV2.NewApplicationKeyCreateRequest(*datadogV2.NewApplicationKeyCreateData(*attrs, datadogV2.APPLICATIONKEYSTYPE_APPLICATION_KEYS))
+			var out datadogV2.ApplicationKeyResponse
+			var resp *http.Response
+			var err error
+			if o.Kind == kindApplicationKey {
+				out, resp, err = c.keys.CreateCurrentUserApplicationKey(ctx, body)
+			} else {
+				out, resp, err = c.serviceAccounts.CreateServiceAccountApplicationKey(ctx, o.Owner, body)
+			}
+			data := out.GetData()
+			attrsOut := data.GetAttributes()
+			created = createdObject{ID: data.GetId(), Secret: attrsOut.GetKey()}
+			return resp, err
+		case kindPersonalAccessToken:
+			attrs := datadogV2.NewPersonalAccessTokenCreateAttributes(*o.ExpiresAt, o.Name, scopes)
+			body := datadogV2.NewPersonalAccessTokenCreateRequest(*datadogV2.NewPersonalAccessTokenCreateData(*attrs, datadogV2.PERSONALACCESSTOKENSTYPE_PERSONAL_ACCESS_TOKENS))
+			out, resp, err := c.keys.CreatePersonalAccessToken(ctx, *body)
+			data := out.GetData()
+			attrsOut := data.GetAttributes()
+			created = createdObject{ID: data.GetId(), Secret: attrsOut.GetKey(), ExpiresAt: expiry(attrsOut.GetExpiresAtOk())}
+			return resp, err
+		case kindServiceAccessToken:
+			attrs := datadogV2.NewServiceAccountAccessTokenCreateAttributes(o.Name, scopes)
+			if o.ExpiresAt != nil {
+				attrs.SetExpiresAt(*o.ExpiresAt)
+			}
+			body := datadogV2.NewServiceAccountAccessTokenCreateRequest(*datadogV2.NewServiceAccountAccessTokenCreateData(*attrs, datadogV2.SERVICEACCESSTOKENSTYPE_SERVICE_ACCESS_TOKENS))
+			out, resp, err := c.serviceAccounts.CreateServiceAccountAccessToken(ctx, o.Owner, *body)
+			data := out.GetData()
+			attrsOut := data.GetAttributes()
+			created = createdObject{ID: data.GetId(), Secret: attrsOut.GetKey(), ExpiresAt: expiry(attrsOut.GetExpiresAtOk())}
+			return resp, err
+		case kindAPIKey:
+			body := datadogV2.NewAPIKeyCreateRequest(*datadogV2.NewAPIKeyCreateData(*datadogV2.NewAPIKeyCreateAttributes(o.Name), datadogV2.APIKEYSTYPE_API_KEYS))
+			out, resp, err := c.keys.CreateAPIKey(ctx, *body)
+			data := out.GetData()
+			attrsOut := data.GetAttributes()
+			created = createdObject{ID: data.GetId(), Secret: attrsOut.GetKey()}
+			return resp, err
 		}
-		if err != nil {
-			return createdObject{}, wrapError(op, resp, err)
-		}
-		data := out.GetData()
-		attrsOut := data.GetAttributes()
-		return checkCreated(op, createdObject{ID: data.GetId(), Secret: attrsOut.GetKey()})
-	case kindPersonalAccessToken:
-		attrs := datadogV2.NewPersonalAccessTokenCreateAttributes(*o.ExpiresAt, o.Name, scopes)
-		body := datadogV2.NewPersonalAccessTokenCreateRequest(*datadogV2.NewPersonalAccessTokenCreateData(*attrs, datadogV2.PERSONALACCESSTOKENSTYPE_PERSONAL_ACCESS_TOKENS))
-		out, resp, err := c.keys.CreatePersonalAccessToken(ctx, *body)
-		if err != nil {
-			return createdObject{}, wrapError(op, resp, err)
-		}
-		data := out.GetData()
-		attrsOut := data.GetAttributes()
-		return checkCreated(op, createdObject{ID: data.GetId(), Secret: attrsOut.GetKey(), ExpiresAt: expiry(attrsOut.GetExpiresAtOk())})
-	case kindServiceAccessToken:
-		attrs := datadogV2.NewServiceAccountAccessTokenCreateAttributes(o.Name, scopes)
-		if o.ExpiresAt != nil {
-			attrs.SetExpiresAt(*o.ExpiresAt)
-		}
-		body := datadogV2.NewServiceAccountAccessTokenCreateRequest(*datadogV2.NewServiceAccountAccessTokenCreateData(*attrs, datadogV2.SERVICEACCESSTOKENSTYPE_SERVICE_ACCESS_TOKENS))
-		out, resp, err := c.serviceAccounts.CreateServiceAccountAccessToken(ctx, o.Owner, *body)
-		if err != nil {
-			return createdObject{}, wrapError(op, resp, err)
-		}
-		data := out.GetData()
-		attrsOut := data.GetAttributes()
-		return checkCreated(op, createdObject{ID: data.GetId(), Secret: attrsOut.GetKey(), ExpiresAt: expiry(attrsOut.GetExpiresAtOk())})
-	case kindAPIKey:
-		body := datadogV2.NewAPIKeyCreateRequest(*datadogV2.NewAPIKeyCreateData(*datadogV2.NewAPIKeyCreateAttributes(o.Name), datadogV2.APIKEYSTYPE_API_KEYS))
-		out, resp, err := c.keys.CreateAPIKey(ctx, *body)
-		if err != nil {
-			return createdObject{}, wrapError(op, resp, err)
-		}
-		data := out.GetData()
-		attrsOut := data.GetAttributes()
-		return checkCreated(op, createdObject{ID: data.GetId(), Secret: attrsOut.GetKey()})
+		return nil, fmt.Errorf("unsupported Datadog object kind %q", o.Kind)
+	})
+	if err != nil {
+		return createdObject{}, err
 	}
-	return createdObject{}, fmt.Errorf("unsupported Datadog object kind %q", o.Kind)
+	return checkCreated(describeKind(o.Kind)+" creation", created)
 }
 
 func expiry(t *time.Time, ok bool) *time.Time {
@@ -328,25 +377,45 @@ func checkCreated(op string, created createdObject) (createdObject, error) {
 	return created, nil
 }
 
-func (c *datadogClient) Exists(ctx context.Context, o datadogObject) (bool, error) {
-	ctx = c.with(ctx)
-	var resp *http.Response
-	var err error
-	switch o.Kind {
-	case kindApplicationKey:
-		_, resp, err = c.keys.GetCurrentUserApplicationKey(ctx, o.ID)
-	case kindServiceAccountApplicationKey:
-		_, resp, err = c.serviceAccounts.GetServiceAccountApplicationKey(ctx, o.Owner, o.ID)
-	case kindPersonalAccessToken:
-		_, resp, err = c.keys.GetPersonalAccessToken(ctx, o.ID)
-	case kindServiceAccessToken:
-		_, resp, err = c.serviceAccounts.GetServiceAccountAccessToken(ctx, o.Owner, o.ID)
-	case kindAPIKey:
-		_, resp, err = c.keys.GetAPIKey(ctx, o.ID)
-	default:
-		return false, fmt.Errorf("unsupported Datadog object kind %q", o.Kind)
+// ownedBySelf reports whether the object belongs to the configured
+// identity, so that the current-user endpoints reach it. Objects recorded
+// before owners were recorded were all the configured identity's.
+func (c *datadogClient) ownedBySelf(o datadogObject) bool {
+	return o.Owner == "" || o.Owner == c.self
+}
+
+// notFoundHere turns a 404 into errNotFound only where it proves the
+// object is gone: Datadog lists personal access tokens of other users
+// only to identities with org_app_keys_read/write, and answers 404 to the
+// others even for a live token.
+func (c *datadogClient) notFoundHere(o datadogObject, err error) error {
+	if errors.Is(err, errNotFound) && o.Kind == kindPersonalAccessToken && !c.ownedBySelf(o) {
+		return fmt.Errorf("personal access token %s of user %s (Datadog answered 404 to user %s): %w", o.ID, o.Owner, c.self, errNotVisible)
 	}
-	err = wrapError(describeKind(o.Kind)+" look-up", resp, err)
+	return err
+}
+
+func (c *datadogClient) Exists(ctx context.Context, o datadogObject) (bool, error) {
+	err := c.call(ctx, describeKind(o.Kind)+" look-up", true, func(ctx context.Context) (resp *http.Response, err error) {
+		switch {
+		case o.Kind == kindApplicationKey && c.ownedBySelf(o):
+			_, resp, err = c.keys.GetCurrentUserApplicationKey(ctx, o.ID)
+		case o.Kind == kindApplicationKey:
+			_, resp, err = c.keys.GetApplicationKey(ctx, o.ID)
+		case o.Kind == kindServiceAccountApplicationKey:
+			_, resp, err = c.serviceAccounts.GetServiceAccountApplicationKey(ctx, o.Owner, o.ID)
+		case o.Kind == kindPersonalAccessToken:
+			_, resp, err = c.keys.GetPersonalAccessToken(ctx, o.ID)
+		case o.Kind == kindServiceAccessToken:
+			_, resp, err = c.serviceAccounts.GetServiceAccountAccessToken(ctx, o.Owner, o.ID)
+		case o.Kind == kindAPIKey:
+			_, resp, err = c.keys.GetAPIKey(ctx, o.ID)
+		default:
+			err = fmt.Errorf("unsupported Datadog object kind %q", o.Kind)
+		}
+		return resp, err
+	})
+	err = c.notFoundHere(o, err)
 	if errors.Is(err, errNotFound) {
 		return false, nil
 	}
@@ -354,42 +423,57 @@ func (c *datadogClient) Exists(ctx context.Context, o datadogObject) (bool, erro
 }
 
 func (c *datadogClient) Delete(ctx context.Context, o datadogObject) error {
-	ctx = c.with(ctx)
-	var resp *http.Response
-	var err error
-	switch o.Kind {
-	case kindApplicationKey:
-		resp, err = c.keys.DeleteCurrentUserApplicationKey(ctx, o.ID)
-	case kindServiceAccountApplicationKey:
-		resp, err = c.serviceAccounts.DeleteServiceAccountApplicationKey(ctx, o.Owner, o.ID)
-	case kindPersonalAccessToken:
-		resp, err = c.keys.RevokePersonalAccessToken(ctx, o.ID)
-	case kindServiceAccessToken:
-		resp, err = c.serviceAccounts.RevokeServiceAccountAccessToken(ctx, o.Owner, o.ID)
-	case kindAPIKey:
-		resp, err = c.keys.DeleteAPIKey(ctx, o.ID)
-	default:
-		return fmt.Errorf("unsupported Datadog object kind %q", o.Kind)
-	}
-	return wrapError(describeKind(o.Kind)+" deletion", resp, err)
+	err := c.call(ctx, describeKind(o.Kind)+" deletion", true, func(ctx context.Context) (resp *http.Response, err error) {
+		switch {
+		case o.Kind == kindApplicationKey && c.ownedBySelf(o):
+			resp, err = c.keys.DeleteCurrentUserApplicationKey(ctx, o.ID)
+		case o.Kind == kindApplicationKey:
+			resp, err = c.keys.DeleteApplicationKey(ctx, o.ID)
+		case o.Kind == kindServiceAccountApplicationKey:
+			resp, err = c.serviceAccounts.DeleteServiceAccountApplicationKey(ctx, o.Owner, o.ID)
+		case o.Kind == kindPersonalAccessToken:
+			resp, err = c.keys.RevokePersonalAccessToken(ctx, o.ID)
+		case o.Kind == kindServiceAccessToken:
+			resp, err = c.serviceAccounts.RevokeServiceAccountAccessToken(ctx, o.Owner, o.ID)
+		case o.Kind == kindAPIKey:
+			resp, err = c.keys.DeleteAPIKey(ctx, o.ID)
+		default:
+			err = fmt.Errorf("unsupported Datadog object kind %q", o.Kind)
+		}
+		return resp, err
+	})
+	return c.notFoundHere(o, err)
 }
 
-// findPageSize is the largest page Datadog serves for key listings.
-const findPageSize = 100
+// Name look-ups are bounded: Datadog's filter matches substrings, so a
+// name could match many objects, and a look-up runs inside a request or a
+// rollback that must end.
+const (
+	findPageSize = 100 // the largest page Datadog serves
+	findMaxPages = 10
+	findTimeout  = 30 * time.Second
+)
 
-// named is one entry of a listing: what FindByName compares.
-type named struct{ id, name string }
+// listed is one entry of a listing: what FindByName compares.
+type listed struct {
+	id, name, owner string // owner "" when the listing does not say
+	createdAt       time.Time
+}
 
-func (c *datadogClient) FindByName(ctx context.Context, o datadogObject) ([]string, error) {
-	ctx = c.with(ctx)
+func (c *datadogClient) FindByName(ctx context.Context, o datadogObject, createdAfter time.Time) ([]string, error) {
+	if o.Kind == kindPersonalAccessToken && !c.ownedBySelf(o) {
+		return nil, fmt.Errorf("personal access tokens of user %s, looked up by user %s: %w", o.Owner, c.self, errNotVisible)
+	}
+	ctx, cancel := context.WithTimeout(ctx, findTimeout)
+	defer cancel()
 	var ids []string
-	for page := int64(0); ; page++ {
+	for page := int64(0); page < findMaxPages; page++ {
 		entries, err := c.listPage(ctx, o, page)
 		if err != nil {
 			return nil, err
 		}
 		for _, e := range entries {
-			if e.name == o.Name { // Datadog's filter matches substrings
+			if e.name == o.Name && (e.owner == "" || o.Owner == "" || e.owner == o.Owner) && !e.createdAt.Before(createdAfter) {
 				ids = append(ids, e.id)
 			}
 		}
@@ -397,63 +481,81 @@ func (c *datadogClient) FindByName(ctx context.Context, o datadogObject) ([]stri
 			return ids, nil
 		}
 	}
+	return nil, fmt.Errorf("more than %d Datadog objects match the name %q; not deleting any by name", findMaxPages*findPageSize, o.Name)
 }
 
-// listPage lists one page of objects of o's kind (and owner) filtered by o's name.
-func (c *datadogClient) listPage(ctx context.Context, o datadogObject, page int64) ([]named, error) {
-	var entries []named
-	add := func(id, name string) { entries = append(entries, named{id, name}) }
-	switch o.Kind {
-	case kindApplicationKey, kindServiceAccountApplicationKey:
-		var out datadogV2.ListApplicationKeysResponse
-		var resp *http.Response
-		var err error
-		if o.Kind == kindApplicationKey {
-			opts := datadogV2.NewListCurrentUserApplicationKeysOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
-			out, resp, err = c.keys.ListCurrentUserApplicationKeys(ctx, *opts)
-		} else {
-			opts := datadogV2.NewListServiceAccountApplicationKeysOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
-			out, resp, err = c.serviceAccounts.ListServiceAccountApplicationKeys(ctx, o.Owner, *opts)
-		}
-		if err != nil {
-			return nil, wrapError("application key listing", resp, err)
-		}
-		for _, k := range out.GetData() {
-			attrs := k.GetAttributes()
-			add(k.GetId(), attrs.GetName())
-		}
-	case kindPersonalAccessToken:
-		opts := datadogV2.NewListPersonalAccessTokensOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
-		out, resp, err := c.keys.ListPersonalAccessTokens(ctx, *opts)
-		if err != nil {
-			return nil, wrapError("personal access token listing", resp, err)
-		}
-		for _, t := range out.GetData() {
-			attrs := t.GetAttributes()
-			add(t.GetId(), attrs.GetName())
-		}
-	case kindServiceAccessToken:
-		opts := datadogV2.NewListServiceAccountAccessTokensOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
-		out, resp, err := c.serviceAccounts.ListServiceAccountAccessTokens(ctx, o.Owner, *opts)
-		if err != nil {
-			return nil, wrapError("service access token listing", resp, err)
-		}
-		for _, t := range out.GetData() {
-			attrs := t.GetAttributes()
-			add(t.GetId(), attrs.GetName())
-		}
-	case kindAPIKey:
-		opts := datadogV2.NewListAPIKeysOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
-		out, resp, err := c.keys.ListAPIKeys(ctx, *opts)
-		if err != nil {
-			return nil, wrapError("API key listing", resp, err)
-		}
-		for _, k := range out.GetData() {
-			attrs := k.GetAttributes()
-			add(k.GetId(), attrs.GetName())
-		}
-	default:
-		return nil, fmt.Errorf("unsupported Datadog object kind %q", o.Kind)
+// listPage lists one page of objects of o's kind (and owner) whose name
+// contains o.Name.
+func (c *datadogClient) listPage(ctx context.Context, o datadogObject, page int64) ([]listed, error) {
+	var entries []listed
+	add := func(id, name, owner string, created time.Time) {
+		entries = append(entries, listed{id: id, name: name, owner: owner, createdAt: created})
 	}
-	return entries, nil
+	err := c.call(ctx, describeKind(o.Kind)+" listing", true, func(ctx context.Context) (*http.Response, error) {
+		entries = entries[:0]
+		switch o.Kind {
+		case kindApplicationKey, kindServiceAccountApplicationKey:
+			var out datadogV2.ListApplicationKeysResponse
+			var resp *http.Response
+			var err error
+			switch {
+			case o.Kind == kindServiceAccountApplicationKey:
+				opts := datadogV2.NewListServiceAccountApplicationKeysOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
+				out, resp, err = c.serviceAccounts.ListServiceAccountApplicationKeys(ctx, o.Owner, *opts)
+			case c.ownedBySelf(o):
+				opts := datadogV2.NewListCurrentUserApplicationKeysOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
+				out, resp, err = c.keys.ListCurrentUserApplicationKeys(ctx, *opts)
+			default:
+				opts := datadogV2.NewListApplicationKeysOptionalParameters().WithFilter(o.Name).WithFilterOwnedBy(o.Owner).WithPageSize(findPageSize).WithPageNumber(page)
+				out, resp, err = c.keys.ListApplicationKeys(ctx, *opts)
+			}
+			for _, k := range out.GetData() {
+				attrs := k.GetAttributes()
+				rels := k.GetRelationships()
+				owner := rels.GetOwnedBy()
+				add(k.GetId(), attrs.GetName(), owner.Data.GetId(), parseDatadogTime(attrs.GetCreatedAt()))
+			}
+			return resp, err
+		case kindPersonalAccessToken:
+			opts := datadogV2.NewListPersonalAccessTokensOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
+			out, resp, err := c.keys.ListPersonalAccessTokens(ctx, *opts)
+			for _, t := range out.GetData() {
+				attrs := t.GetAttributes()
+				rels := t.GetRelationships()
+				owner := rels.GetOwnedBy()
+				add(t.GetId(), attrs.GetName(), owner.Data.GetId(), attrs.GetCreatedAt())
+			}
+			return resp, err
+		case kindServiceAccessToken:
+			opts := datadogV2.NewListServiceAccountAccessTokensOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
+			out, resp, err := c.serviceAccounts.ListServiceAccountAccessTokens(ctx, o.Owner, *opts)
+			for _, t := range out.GetData() {
+				attrs := t.GetAttributes()
+				add(t.GetId(), attrs.GetName(), "", attrs.GetCreatedAt())
+			}
+			return resp, err
+		case kindAPIKey:
+			opts := datadogV2.NewListAPIKeysOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
+			out, resp, err := c.keys.ListAPIKeys(ctx, *opts)
+			for _, k := range out.GetData() {
+				attrs := k.GetAttributes()
+				rels := k.GetRelationships()
+				creator := rels.GetCreatedBy()
+				add(k.GetId(), attrs.GetName(), creator.Data.GetId(), parseDatadogTime(attrs.GetCreatedAt()))
+			}
+			return resp, err
+		}
+		return nil, fmt.Errorf("unsupported Datadog object kind %q", o.Kind)
+	})
+	return entries, err
+}
+
+// parseDatadogTime reads a timestamp Datadog sends as a string; one that
+// does not parse is the zero time, which no created-after check accepts.
+func parseDatadogTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }

@@ -13,7 +13,7 @@ const namePrefix = "vault-"
 
 // defaultNameTemplate names credentials so that Datadog's key list and Audit
 // Trail show which role and Vault identity each belongs to.
-const defaultNameTemplate = `vault-{{ .RoleName | truncate 30 }}-{{ .DisplayName | truncate 30 }}-{{ unix_time }}-{{ random 8 }}`
+const defaultNameTemplate = `vault-{{ .RoleName | truncate 30 }}-{{ .DisplayName | truncate 30 }}-{{ unix_time }}`
 
 // maxNameLength keeps generated names well within what Datadog displays.
 const maxNameLength = 100
@@ -25,9 +25,12 @@ type nameData struct {
 	EntityID    string
 }
 
-// credentialName renders a role's name template for one request. Values are
-// sanitised first so that any identity's display name makes a clean name.
-func credentialName(tmpl string, data nameData) (string, error) {
+// credentialName renders a role's name template for one request and ends
+// it with the request's unique id, after truncation, so that every name is
+// unique whatever the template: clean-up by name must never find another
+// lease's key. Values are sanitised first so that any identity's display
+// name makes a clean name.
+func credentialName(tmpl string, data nameData, unique string) (string, error) {
 	t, err := template.NewTemplate(template.Template(tmpl))
 	if err != nil {
 		return "", err
@@ -41,21 +44,21 @@ func credentialName(tmpl string, data nameData) (string, error) {
 		return "", err
 	}
 	name = sanitizeName(name)
-	if len(name) > maxNameLength {
-		name = name[:maxNameLength]
+	if room := maxNameLength - len(unique) - 1; len(name) > room {
+		name = name[:room]
 	}
-	return name, nil
+	return name + "-" + unique, nil
 }
 
 // checkNameTemplate refuses a template that does not parse, fails to render
-// or renders names without the prefix clean-up relies on.
+// or renders names without the prefix operators and tidying rely on.
 func checkNameTemplate(tmpl string) string {
-	name, err := credentialName(tmpl, nameData{RoleName: "role", DisplayName: "token", EntityID: "00000000-0000-0000-0000-000000000000"})
+	name, err := credentialName(tmpl, nameData{RoleName: "role", DisplayName: "token", EntityID: "00000000-0000-0000-0000-000000000000"}, "")
 	switch {
 	case err != nil:
 		return fmt.Sprintf("name_template is not a valid template: %v", err)
-	case !strings.HasPrefix(name, namePrefix) || len(name) == len(namePrefix):
-		return fmt.Sprintf("name_template must render names starting with %q followed by something unique, such as {{ unix_time }}-{{ random 8 }}; it renders %q", namePrefix, name)
+	case !strings.HasPrefix(name, namePrefix):
+		return fmt.Sprintf("name_template must render names starting with %q, such as vault-{{ .RoleName }}; it renders %q", namePrefix, strings.TrimSuffix(name, "-"))
 	}
 	return ""
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/DataDog/datadog-api-client-go/v2/api/datadog"
 	"github.com/hashicorp/vault/sdk/framework"
@@ -28,6 +30,7 @@ type datadogConfig struct {
 	APIURL      string `json:"api_url,omitempty"`
 	OwnerID     string `json:"owner_id"`
 	OwnerHandle string `json:"owner_handle,omitempty"`
+	OrgID       string `json:"org_id"`
 	// AllowedScopes, when set, is the most any role of the mount may grant.
 	AllowedScopes []string `json:"allowed_scopes,omitempty"`
 }
@@ -38,6 +41,29 @@ func (c *datadogConfig) baseURL() string {
 		return c.APIURL
 	}
 	return "https://api." + c.Site
+}
+
+// home is where the objects the engine creates now live.
+func (c *datadogConfig) home() datadogHome {
+	return datadogHome{OrgID: c.OrgID, Site: c.Site, APIURL: c.APIURL}
+}
+
+// reaches returns an error naming where o lives when that is another
+// organisation than the configured one: no call there could delete it, and
+// a 404 from this one would prove nothing.
+func (c *datadogConfig) reaches(o datadogObject) error {
+	if o.Home.OrgID == "" || o.Home.OrgID == c.OrgID {
+		return nil
+	}
+	return fmt.Errorf("Datadog %s %s (%s) lives in %s, but the engine is configured for organisation %s at %s: "+
+		"configure an identity of that organisation to delete it, or delete it there by hand",
+		describeKind(o.Kind), o.ID, o.Name, o.Home, c.OrgID, c.baseURL())
+}
+
+// sameIdentity reports whether next acts as the same Datadog user of the
+// same organisation as c: a change of its keys, site or URL only.
+func (c *datadogConfig) sameIdentity(next *datadogConfig) bool {
+	return c.OwnerID == next.OwnerID && (c.OrgID == "" || c.OrgID == next.OrgID)
 }
 
 func pathConfig(b *datadogBackend) *framework.Path {
@@ -78,8 +104,13 @@ func pathConfig(b *datadogBackend) *framework.Path {
 			},
 			"allowed_scopes": {
 				Type: framework.TypeCommaStringSlice,
-				Description: "Optional guardrail: the Datadog permissions roles of this mount may grant. Role writes " +
-					"with scopes outside it are refused. Empty: any permission name.",
+				Description: "Optional guardrail: the Datadog permissions roles of this mount may grant. Role writes, " +
+					"creds reads and renewals with scopes outside it (or unscoped) are refused. Empty: any permission name.",
+			},
+			"force": {
+				Type: framework.TypeBool,
+				Description: "Write or delete config even though outstanding leases hold Datadog keys that the new " +
+					"configuration could not delete. Those keys are left behind: they stay valid in Datadog. Not stored.",
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -87,17 +118,25 @@ func pathConfig(b *datadogBackend) *framework.Path {
 				Callback:     b.pathConfigRead,
 				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: "configuration"},
 			},
+			// Writes check the keys with Datadog: a standby would do that
+			// only to fail storing the result.
 			logical.CreateOperation: &framework.PathOperation{
-				Callback:     b.pathConfigWrite,
-				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
+				Callback:                    b.pathConfigWrite,
+				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
 			},
 			logical.UpdateOperation: &framework.PathOperation{
-				Callback:     b.pathConfigWrite,
-				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
+				Callback:                    b.pathConfigWrite,
+				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
 			},
 			logical.DeleteOperation: &framework.PathOperation{
-				Callback:     b.pathConfigDelete,
-				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: "configuration"},
+				Callback:                    b.pathConfigDelete,
+				DisplayAttrs:                &framework.DisplayAttributes{OperationSuffix: "configuration"},
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
 			},
 		},
 		ExistenceCheck:  b.pathConfigExists,
@@ -133,6 +172,7 @@ func (b *datadogBackend) pathConfigRead(ctx context.Context, req *logical.Reques
 		"api_url":        cfg.APIURL,
 		"owner_id":       cfg.OwnerID,
 		"owner_handle":   cfg.OwnerHandle,
+		"org_id":         cfg.OrgID,
 		"api_key_last4":  last4(cfg.APIKey),
 		"app_key_last4":  last4(cfg.AppKey),
 		"allowed_scopes": append([]string{}, cfg.AllowedScopes...), // [] rather than null when unset
@@ -140,12 +180,14 @@ func (b *datadogBackend) pathConfigRead(ctx context.Context, req *logical.Reques
 }
 
 func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	cfg, err := getConfig(ctx, req.Storage)
+	previous, err := getConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
-	if cfg == nil {
-		cfg = &datadogConfig{Site: defaultSite}
+	cfg := &datadogConfig{Site: defaultSite}
+	if previous != nil {
+		copied := *previous
+		cfg = &copied
 	}
 	if v, ok := d.GetOk("api_key"); ok {
 		cfg.APIKey = strings.TrimSpace(v.(string))
@@ -185,7 +227,18 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 	if resp != nil || err != nil {
 		return resp, err
 	}
-	cfg.OwnerID, cfg.OwnerHandle = owner.ID, owner.Handle
+	cfg.OwnerID, cfg.OwnerHandle, cfg.OrgID = owner.ID, owner.Handle, owner.OrgID
+
+	var warnings []string
+	if previous != nil && !previous.sameIdentity(cfg) {
+		// The client must know whose keys are its own to pick endpoints.
+		if client, err = b.newClient(cfg); err != nil {
+			return nil, err
+		}
+		if resp, warnings, err = b.checkStranded(ctx, req, previous, cfg, client); resp != nil || err != nil {
+			return resp, err
+		}
+	}
 
 	entry, err := logical.StorageEntryJSON(configPath, cfg)
 	if err != nil {
@@ -195,7 +248,10 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 		return nil, err
 	}
 	b.reset()
-	return nil, nil
+	if len(warnings) == 0 {
+		return nil, nil
+	}
+	return &logical.Response{Warnings: warnings}, nil
 }
 
 // verifyKeys checks each key against Datadog so that a bad key is refused at
@@ -222,11 +278,127 @@ func verifyKeys(ctx context.Context, client datadogAPI, cfg *datadogConfig) (ide
 }
 
 func (b *datadogBackend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	previous, err := getConfig(ctx, req.Storage)
+	if err != nil || previous == nil {
+		return nil, err
+	}
+	resp, warnings, err := b.checkStranded(ctx, req, previous, nil, nil)
+	if resp != nil || err != nil {
+		return resp, err
+	}
 	if err := req.Storage.Delete(ctx, configPath); err != nil {
 		return nil, err
 	}
 	b.reset()
-	return nil, nil
+	if len(warnings) == 0 {
+		return nil, nil
+	}
+	return &logical.Response{Warnings: warnings}, nil
+}
+
+// checkStranded refuses a config change (or, with next nil, a delete)
+// after which the engine could no longer delete keys that outstanding
+// leases or WAL entries hold, unless the request says force=true. Then it
+// returns warnings naming each key left behind, and logs them.
+func (b *datadogBackend) checkStranded(ctx context.Context, req *logical.Request, previous, next *datadogConfig, client datadogAPI) (*logical.Response, []string, error) {
+	all, err := records(ctx, req.Storage)
+	if err != nil {
+		return nil, nil, err
+	}
+	var leases, pending int
+	var left []datadogObject
+	reasons := map[string]bool{}
+	probed := map[string]error{} // by kind and owner: can the new identity reach such objects
+	for _, rec := range all {
+		var stranded bool
+		for _, o := range rec.Objects {
+			reason, err := b.unreachable(ctx, o, previous, next, client, probed)
+			if err != nil {
+				return nil, nil, err
+			}
+			if reason != "" {
+				stranded, reasons[reason] = true, true
+				left = append(left, o)
+			}
+		}
+		switch {
+		case !stranded:
+		case rec.Issued:
+			leases++
+		default:
+			pending++
+		}
+	}
+	if leases+pending == 0 {
+		return nil, nil, nil
+	}
+
+	change := "changed"
+	if next == nil {
+		change = "deleted"
+	}
+	held := fmt.Sprintf("%s and %s hold Datadog keys that the engine made as user %s (%s) in organisation %s",
+		plural(leases, "lease", "leases"), plural(pending, "write-ahead log entry", "write-ahead log entries"),
+		previous.OwnerID, previous.OwnerHandle, previous.OrgID)
+	why := strings.Join(slices.Sorted(maps.Keys(reasons)), "; ")
+	if force, _ := req.Data["force"].(bool); !force {
+		return logical.ErrorResponse("config not %s: %s, and the engine could not delete them afterwards (%s). "+
+			"Revoke those leases first (vault lease revoke -prefix %screds/), or repeat with force=true to leave the keys "+
+			"behind: they would stay valid in Datadog", change, held, why, req.MountPoint), nil, nil
+	}
+	warnings := []string{fmt.Sprintf("config %s with force=true: %s, which the engine can no longer delete (%s); they stay valid in Datadog until deleted there by hand", change, held, why)}
+	for _, o := range left {
+		warnings = append(warnings, fmt.Sprintf("left behind: Datadog %s %s (%s), in %s", describeKind(o.Kind), o.ID, o.Name, o.Home))
+		b.Logger().Warn("config "+change+" with force=true leaves a Datadog key behind", "kind", o.Kind, "id", o.ID, "name", o.Name, "owner", o.Owner, "org", o.Home.OrgID)
+	}
+	return nil, warnings, nil
+}
+
+// unreachable says why next could not delete o, or "" if it could. An
+// object of another owner in the same organisation is reachable when the
+// new identity can read one object of its kind where revocation would
+// delete it: Datadog answers 403 without the permission.
+func (b *datadogBackend) unreachable(ctx context.Context, o datadogObject, previous, next *datadogConfig, client datadogAPI, probed map[string]error) (string, error) {
+	switch {
+	case next == nil:
+		return "without config nothing can delete them", nil
+	case o.Home.OrgID == "" && previous.OrgID != next.OrgID, o.Home.OrgID != "" && o.Home.OrgID != next.OrgID:
+		return fmt.Sprintf("the new keys belong to organisation %s", next.OrgID), nil
+	}
+	class := o.Kind + "/" + o.Owner
+	probe, done := probed[class]
+	if !done {
+		if o.ID != "" {
+			_, probe = client.Exists(ctx, o)
+		} else {
+			_, probe = client.FindByName(ctx, o, time.Time{})
+		}
+		if errors.Is(probe, errNotFound) {
+			probe = nil
+		}
+		if probe != nil && !refused(probe) {
+			return "", fmt.Errorf("error checking whether the new identity can delete Datadog %s %s: %w", describeKind(o.Kind), o.ID, probe)
+		}
+		probed[class] = probe
+	}
+	if probe != nil {
+		return fmt.Sprintf("user %s may not delete %ss of user %s: %v", next.OwnerID, describeKind(o.Kind), o.Owner, probe), nil
+	}
+	return "", nil
+}
+
+// refused reports whether Datadog refused the identity itself, rather than
+// failed.
+func refused(err error) bool {
+	s := httpStatus(err)
+	return s == http.StatusUnauthorized || s == http.StatusForbidden || errors.Is(err, errNotVisible)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // datadogSites is the client's own list of Datadog sites, so that the plugin

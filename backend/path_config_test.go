@@ -2,10 +2,14 @@ package backend
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulator"
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulatortest"
 )
 
 func TestConfigWriteReadNeverShowsSecrets(t *testing.T) {
@@ -145,5 +149,143 @@ func TestParseAPIURL(t *testing.T) {
 		if (err == nil) != ok {
 			t.Errorf("parseAPIURL(%q) error = %v, want ok=%v", raw, err, ok)
 		}
+	}
+}
+
+// keyExists reports whether a key or token with this id is live in Datadog.
+func (env *testEnv) keyExists(id string) bool {
+	for _, k := range env.emu.Keys() {
+		if k.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// A new identity that can reach the old owner's keys through Datadog's
+// org-wide endpoints is accepted, and revocations delete the old keys there.
+func TestConfigNewOwnerRevokesOldKeysWhereTheyLive(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
+	creds := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
+	appKeyID, apiKeyID := creds.Data["application_key_id"].(string), creds.Data["api_key_id"].(string)
+
+	admin := env.createServiceAccount(t)
+	env.mustDo(t, logical.UpdateOperation, "config", map[string]interface{}{"app_key": env.serviceAccountAppKey(t, admin)})
+	if owner := env.mustDo(t, logical.ReadOperation, "config", nil).Data["owner_id"]; owner != admin {
+		t.Fatalf("config owner_id = %v, want the new identity %s", owner, admin)
+	}
+
+	if _, err := env.revoke(t, creds); err != nil {
+		t.Fatalf("revoking a lease of the previous owner: %v", err)
+	}
+	if env.keyExists(appKeyID) || env.keyExists(apiKeyID) {
+		t.Errorf("keys of the previous owner survived their revocation: application key %v, API key %v", env.keyExists(appKeyID), env.keyExists(apiKeyID))
+	}
+}
+
+// A new identity that cannot reach the old owner's keys is refused while
+// leases depend on the old one; force=true accepts it, names what is left
+// behind, and revocations then fail (Vault keeps the lease) instead of
+// pretending the key is gone.
+func TestConfigNewOwnerThatCannotReachOldKeysIsRefused(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "none"})
+	creds := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
+	appKeyID := creds.Data["application_key_id"].(string)
+
+	// The Standard role may manage its own application keys, not other users'.
+	standardKey := env.serviceAccountAppKey(t, env.createServiceAccountWithRole(t, "Datadog Standard Role"))
+	before := env.snapshot(t)
+	resp, err := env.do(t, logical.UpdateOperation, "config", map[string]interface{}{"app_key": standardKey})
+	wantUserError(t, resp, err, "1 lease", env.emu.UserID(), "force=true")
+	if !sameSnapshot(before, env.snapshot(t)) {
+		t.Error("a refused config write changed storage")
+	}
+
+	resp = env.mustDo(t, logical.UpdateOperation, "config", map[string]interface{}{"app_key": standardKey, "force": true})
+	if resp == nil || !strings.Contains(strings.Join(resp.Warnings, " "), appKeyID) {
+		t.Errorf("forced config write does not name the key it leaves behind: %v", resp)
+	}
+	if _, err := env.revoke(t, creds); err == nil {
+		t.Error("revocation reported success for a key the configured identity cannot reach")
+	}
+	if !env.keyExists(appKeyID) {
+		t.Fatal("the key vanished")
+	}
+}
+
+// Another organisation (here another Datadog at another api_url) can never
+// reach the keys of this one.
+func TestConfigAnotherOrganisationIsRefusedWhileLeasesDependOnThisOne(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
+	env.mustDo(t, logical.ReadOperation, "creds/r", nil)
+
+	other := emulatortest.Start(t, emulator.Options{})
+	resp, err := env.do(t, logical.UpdateOperation, "config", map[string]interface{}{
+		"api_key": other.APIKey(), "app_key": other.AppKey(), "api_url": other.URL,
+	})
+	wantUserError(t, resp, err, "1 lease", "organisation", "force=true")
+}
+
+// Rotating the keys of the same identity is always allowed, and leases keep
+// revoking through it.
+func TestConfigKeyRotationOfTheSameIdentityIsAllowed(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
+	creds := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
+
+	status, key := env.rootCall(t, http.MethodPost, "/api/v2/current_user/application_keys",
+		`{"data":{"type":"application_keys","attributes":{"name":"rotated engine key"}}}`)
+	if status != http.StatusCreated {
+		t.Fatalf("creating a second key of the admin: %d", status)
+	}
+	newKey := key["data"].(map[string]interface{})["attributes"].(map[string]interface{})["key"].(string)
+	env.mustDo(t, logical.UpdateOperation, "config", map[string]interface{}{"app_key": newKey})
+	if _, err := env.revoke(t, creds); err != nil {
+		t.Fatal(err)
+	}
+	if left := env.issuedKeys(); len(left) != 0 {
+		t.Errorf("keys left after revoke: %v", left)
+	}
+}
+
+// Deleting config while leases depend on it would make every revocation
+// fail: refused unless forced.
+func TestConfigDeleteWithLeasesIsRefused(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
+	creds := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
+
+	resp, err := env.do(t, logical.DeleteOperation, "config", nil)
+	wantUserError(t, resp, err, "1 lease", "force=true")
+	if env.mustDo(t, logical.ReadOperation, "config", nil) == nil {
+		t.Fatal("config was deleted")
+	}
+
+	if _, err := env.revoke(t, creds); err != nil {
+		t.Fatal(err)
+	}
+	env.mustDo(t, logical.DeleteOperation, "config", nil) // nothing depends on it any more
+}
+
+func TestConfigDeleteForced(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
+	creds := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
+
+	resp := env.mustDo(t, logical.DeleteOperation, "config", map[string]interface{}{"force": true})
+	if resp == nil || !strings.Contains(strings.Join(resp.Warnings, " "), creds.Data["application_key_id"].(string)) {
+		t.Errorf("forced delete does not name the keys it leaves behind: %v", resp)
+	}
+	if _, err := env.revoke(t, creds); err == nil || !strings.Contains(err.Error(), "not configured") {
+		t.Errorf("revocation without config: %v", err)
 	}
 }

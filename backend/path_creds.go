@@ -28,7 +28,13 @@ func pathCreds(b *datadogBackend) *framework.Path {
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{Callback: b.pathCredsRead},
+			logical.ReadOperation: &framework.PathOperation{
+				Callback: b.pathCredsRead,
+				// It writes the request's record and creates keys in
+				// Datadog: only the active node of the primary does that.
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
 		},
 		HelpSynopsis:    pathCredsHelpSyn,
 		HelpDescription: pathCredsHelpDesc,
@@ -44,25 +50,28 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 	if role == nil {
 		return logical.ErrorResponse("unknown role %q: write roles/%s first", roleName, roleName), nil
 	}
-	cfg, err := getConfig(ctx, req.Storage)
+	sess, err := b.session(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
-	if cfg == nil {
+	if sess == nil {
 		return logical.ErrorResponse(errNotConfigured.Error()), nil
 	}
-	client, err := b.getClient(ctx, req.Storage)
-	if err != nil {
-		return nil, err
+	cfg, kind := sess.cfg, role.kind()
+	if msg := cfg.scopesProblem(kind, role.Scopes); msg != "" {
+		return logical.ErrorResponse("role %q cannot issue credentials: its %s; narrow the role or config's allowed_scopes", roleName, msg), nil
 	}
 
-	name, err := credentialName(role.nameTemplate(), nameData{RoleName: roleName, DisplayName: req.DisplayName, EntityID: req.EntityID})
+	now := time.Now()
+	rec := &credentialRecord{ID: newRecordID(), Role: roleName, CreatedAt: now.UTC()}
+	name, err := credentialName(role.nameTemplate(), nameData{RoleName: roleName, DisplayName: req.DisplayName, EntityID: req.EntityID}, rec.ID)
 	if err != nil {
 		return nil, fmt.Errorf("error generating the credential name from role %q's name_template: %w", roleName, err)
 	}
-	kind := role.kind()
-	main := datadogObject{Kind: kind.name, Name: name, Owner: role.ServiceAccountID}
-	now := time.Now()
+	main := datadogObject{Kind: kind.name, Name: name, Owner: cfg.OwnerID, Home: cfg.home()}
+	if kind.serviceAccount {
+		main.Owner = role.ServiceAccountID
+	}
 	if kind.token {
 		maxLease := role.MaxTTL
 		if maxLease == 0 || maxLease > b.System().MaxLeaseTTL() {
@@ -71,12 +80,12 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 		expiresAt := kind.tokenExpiry(now, maxLease)
 		main.ExpiresAt = &expiresAt
 	}
-	objects := []datadogObject{main}
+	rec.Objects = []datadogObject{main}
 	if kind.withAPIKey && role.APIKeyMode == apiKeyModeDynamic {
-		objects = append(objects, datadogObject{Kind: kindAPIKey, Name: name})
+		rec.Objects = append(rec.Objects, datadogObject{Kind: kindAPIKey, Name: name, Owner: cfg.OwnerID, Home: cfg.home()})
 	}
 
-	secrets, resp, err := b.createObjects(ctx, req.Storage, client, objects, role.Scopes)
+	secrets, resp, err := b.createObjects(ctx, req.Storage, sess, rec, role.Scopes)
 	if resp != nil || err != nil {
 		return resp, err
 	}
@@ -86,7 +95,7 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 		"site":    cfg.Site,
 		"api_url": cfg.baseURL(),
 	}
-	for i, o := range objects {
+	for i, o := range rec.Objects {
 		fields := objectFields[o.Kind]
 		data[fields.secret], data[fields.id] = secrets[i], o.ID
 		if o.ExpiresAt != nil {
@@ -104,55 +113,110 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 	}
 	internal := map[string]interface{}{
 		"role":    roleName,
-		"objects": objects,
+		"record":  rec.ID,
+		"objects": rec.Objects,
+		"binding": role.binding(),
 	}
 	resp = b.Secret(secretType(kind.name)).Response(data, internal)
 	resp.Secret.TTL = role.TTL
-	resp.Secret.MaxTTL = b.leaseMaxTTL(role, objects, now)
+	resp.Secret.MaxTTL = b.leaseMaxTTL(role, rec.Objects, now)
 	return resp, nil
 }
 
-// createObjects creates the objects in order under a write-ahead log entry,
-// filling in their IDs and returning their secrets. If any step fails, what
-// was created is deleted now; what cannot be deleted now stays in the WAL for
-// the rollback to delete, so no key is ever left behind untracked.
-func (b *datadogBackend) createObjects(ctx context.Context, s logical.Storage, client datadogAPI, objects []datadogObject, scopes []string) ([]string, *logical.Response, error) {
-	walID, err := framework.PutWAL(ctx, s, walKindCreate, &walCreate{Objects: objects})
-	if err != nil {
+// createObjects creates the record's objects in order, filling in their IDs
+// and returning their secrets. The record is stored first, as the request's
+// WAL entry, and stored again as the lease's once every object exists. If a
+// step fails, what was created is deleted now; what cannot be (or may yet
+// appear) stays in the WAL entry for the rollback, so no key is ever left
+// behind untracked.
+func (b *datadogBackend) createObjects(ctx context.Context, s logical.Storage, sess *session, rec *credentialRecord, scopes []string) ([]string, *logical.Response, error) {
+	if err := putRecord(ctx, s, rec); err != nil {
 		return nil, nil, fmt.Errorf("error writing the write-ahead log before creating Datadog keys: %w", err)
 	}
 
-	secrets := make([]string, 0, len(objects))
-	for i := range objects {
-		created, err := b.createObject(ctx, client, &objects[i], scopes)
+	secrets := make([]string, 0, len(rec.Objects))
+	for i := range rec.Objects {
+		created, err := b.createObject(ctx, sess.client, &rec.Objects[i], scopes)
 		if err != nil {
-			// Only an ambiguous failure may have created the object: look it up by name.
-			cleanup := objects[:i]
-			if ambiguous(err) {
-				cleanup = objects[:i+1]
-			}
-			if cerr := b.deleteObjects(ctx, client, cleanup); cerr != nil {
-				b.Logger().Error("keys of a failed creds request could not be deleted yet; the WAL rollback will retry", "wal_id", walID, "error", cerr)
-			} else if derr := framework.DeleteWAL(ctx, s, walID); derr != nil {
-				b.Logger().Warn("error removing a write-ahead log entry whose keys are deleted", "wal_id", walID, "error", derr)
-			}
-			resp, err := createFailed(objects[i].Kind, err)
+			b.abandon(ctx, s, sess, rec, i, ambiguous(err))
+			resp, err := createFailed(rec.Objects[i].Kind, err)
 			return nil, resp, err
 		}
-		objects[i].ID = created.ID
+		rec.Objects[i].ID = created.ID
 		if created.ExpiresAt != nil {
-			objects[i].ExpiresAt = created.ExpiresAt
+			rec.Objects[i].ExpiresAt = created.ExpiresAt
 		}
 		secrets = append(secrets, created.Secret)
 	}
 
-	// If the WAL entry cannot be removed, the rollback would delete keys that
-	// a lease owns; fail the request instead and let the rollback clean up.
-	if err := framework.DeleteWAL(ctx, s, walID); err != nil {
-		return nil, nil, fmt.Errorf("error removing the write-ahead log entry of new Datadog keys (they will be deleted by the rollback): %w", err)
+	rec.Issued = true
+	if err := putRecord(ctx, s, rec); err != nil {
+		// The stored record still says the request is in flight, so the
+		// rollback will delete the keys; no lease may promise them.
+		b.abandon(ctx, s, sess, rec, len(rec.Objects), false)
+		return nil, nil, fmt.Errorf("error recording the new Datadog keys (they are being deleted): %w", err)
 	}
+	b.issuedRecords.Store(rec.ID, struct{}{})
 	return secrets, nil, nil
 }
+
+// abandon deletes what a failed creds request created: the objects before
+// failed by their IDs, and the one whose create failed by its name when
+// that create may have been applied anyway. The WAL entry is removed only
+// when nothing can be left in Datadog; otherwise it is kept, with the IDs
+// known so far, and the rollback looks again after walRollbackMinAge
+// (Datadog may apply a create after answering 5xx).
+func (b *datadogBackend) abandon(ctx context.Context, s logical.Storage, sess *session, rec *credentialRecord, failed int, mayExist bool) {
+	// The request's own context may be what failed: clean up on a fresh
+	// one, bounded like a request.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	rec.Issued = false
+	client := sess.client
+
+	settled := true
+	var errs []error
+	if err := b.deleteObjects(ctx, sess, rec.Objects[:failed], time.Time{}); err != nil {
+		errs = append(errs, err)
+	}
+	if mayExist {
+		o := &rec.Objects[failed]
+		ids, err := client.FindByName(ctx, *o, rec.CreatedAt.Add(-maxClockSkew))
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("error looking up Datadog %s %q: %w", describeKind(o.Kind), o.Name, err))
+		case len(ids) == 0:
+			settled = false // not there yet: Datadog may still apply the create
+		default:
+			if len(ids) == 1 {
+				o.ID = ids[0]
+			}
+			for _, id := range ids {
+				found := *o
+				found.ID = id
+				if err := client.Delete(ctx, found); err != nil && !errors.Is(err, errNotFound) {
+					errs = append(errs, fmt.Errorf("error deleting Datadog %s %s (%s): %w", describeKind(o.Kind), id, o.Name, err))
+				}
+			}
+		}
+	}
+
+	if settled && len(errs) == 0 {
+		if err := b.deleteRecord(ctx, s, rec.ID); err != nil {
+			b.Logger().Warn("the keys of a failed creds request are deleted, but not its write-ahead log entry; the rollback will remove it", "record", rec.ID, "error", err)
+		}
+		return
+	}
+	if err := putRecord(ctx, s, rec); err != nil {
+		b.Logger().Error("error recording the Datadog IDs of a failed creds request; the rollback will look its objects up by name", "record", rec.ID, "error", err)
+	}
+	b.Logger().Warn("a failed creds request may have left Datadog objects; its write-ahead log entry stays for the rollback",
+		"record", rec.ID, "role", rec.Role, "objects", describeObjects(rec.Objects), "error", errors.Join(errs...))
+}
+
+// cleanupTimeout bounds the deletions after a failed creds request, which
+// its caller waits for; what they leave, the rollback finishes.
+const cleanupTimeout = 15 * time.Second
 
 // createObject creates one object. Datadog sets no minimum expiry for
 // service access tokens in its specification; should it refuse a short one,
@@ -187,6 +251,8 @@ func createFailed(kind string, err error) (*logical.Response, error) {
 		return logical.ErrorResponse("Datadog refused to create the %s: %v", describeKind(kind), err), nil
 	case http.StatusForbidden:
 		return logical.ErrorResponse("the configured Datadog identity may not create a %s (%v); grant it the permission or change config", describeKind(kind), err), nil
+	case http.StatusTooManyRequests:
+		return nil, logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf("no %s was created: %v; retry then", describeKind(kind), err))
 	}
 	return nil, fmt.Errorf("error creating Datadog %s: %w", describeKind(kind), err)
 }
@@ -217,12 +283,22 @@ func limitReached(err error) bool {
 const pathCredsHelpSyn = `Issue a new Datadog credential for a role.`
 
 const pathCredsHelpDesc = `
-Each read creates a new Datadog application key owned by the configured
-identity, limited to the role's scopes, and (with api_key_mode dynamic) a new
-API key. Both are returned once, with a lease; they are deleted in Datadog when
-the lease is revoked or expires.
+Each read creates a new Datadog credential of the role's credential_type and
+returns it once, with a lease; it is deleted in Datadog when the lease is
+revoked or expires. Renewal is refused once the role issues something else
+(another credential_type, service account or scopes).
 
-Returned fields: application_key, application_key_id, api_key and api_key_id
-(when the role provides one), name, scopes, site and api_url. Use them as
-DD_APP_KEY, DD_API_KEY and DD_SITE.
+Returned fields, by credential_type:
+  application_key, service_account_application_key:
+    application_key, application_key_id, scopes, and api_key and api_key_id
+    unless the role's api_key_mode is none (DD_APP_KEY, DD_API_KEY);
+    service_account_id for the latter.
+  personal_access_token, service_access_token:
+    access_token (sent as Authorization: Bearer), access_token_id, scopes,
+    expires_at (when Datadog itself expires the token); service_account_id
+    for the latter.
+  api_key:
+    api_key and api_key_id alone (DD_API_KEY), for Agents and intake.
+Every kind also returns name (the credential's name in Datadog), site
+(DD_SITE) and api_url.
 `

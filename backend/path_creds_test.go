@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulator"
@@ -86,7 +85,7 @@ func TestCredsIssueUseRevoke(t *testing.T) {
 	}
 	d := resp.Data
 	name, _ := d["name"].(string)
-	if !regexp.MustCompile(`^vault-agent-role-token-ci-job-\d{10}-[A-Za-z0-9]{8}$`).MatchString(name) {
+	if !regexp.MustCompile(`^vault-agent-role-token-ci-job-\d{10}-[a-z2-7]{16}$`).MatchString(name) {
 		t.Errorf("name %q does not trace back to role and requester", name)
 	}
 	if !reflect.DeepEqual(d["scopes"], []string{"dashboards_read"}) || d["site"] != "datadoghq.com" || d["api_url"] != env.url {
@@ -252,11 +251,19 @@ func (env *testEnv) injectFaults(f *faultyClient) {
 	env.b.reset()
 }
 
+// walIDs lists the records that are WAL entries: those of creds requests
+// that issued no lease.
 func (env *testEnv) walIDs(t *testing.T) []string {
 	t.Helper()
-	ids, err := framework.ListWAL(context.Background(), env.storage)
+	all, err := records(context.Background(), env.storage)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var ids []string
+	for _, rec := range all {
+		if !rec.Issued {
+			ids = append(ids, rec.ID)
+		}
 	}
 	return ids
 }
@@ -316,16 +323,14 @@ func TestCredsRollbackDeletesWhatCleanupCouldNot(t *testing.T) {
 
 	// Datadog recovers; Vault's periodic rollback replays the entry.
 	fault.deleteFails = nil
-	entry, err := framework.GetWAL(context.Background(), env.storage, ids[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := &logical.Request{Operation: logical.RollbackOperation, Storage: env.storage}
-	if err := env.b.walRollback(context.Background(), req, entry.Kind, entry.Data); err != nil {
+	if err := env.rollbackNow(t); err != nil {
 		t.Fatal(err)
 	}
 	if left := env.issuedKeys(); len(left) != 0 {
 		t.Errorf("keys left after rollback: %v", left)
+	}
+	if ids := env.walIDs(t); len(ids) != 0 {
+		t.Errorf("WAL entries left after the rollback: %v", ids)
 	}
 }
 
@@ -353,11 +358,11 @@ func TestCredsRevokeFailureIsRetried(t *testing.T) {
 }
 
 func TestCredentialNameIsSanitizedAndBounded(t *testing.T) {
-	name, err := credentialName(defaultNameTemplate, nameData{RoleName: "role", DisplayName: "oidc-Jane Doe <jane@example.com>" + strings.Repeat("x", 200)})
+	name, err := credentialName(defaultNameTemplate, nameData{RoleName: "role", DisplayName: "oidc-Jane Doe <jane@example.com>" + strings.Repeat("x", 200)}, newRecordID())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(name) > maxNameLength || !regexp.MustCompile(`^vault-role-oidc-Jane-Doe--jane-example\.co-\d{10}-[A-Za-z0-9]{8}$`).MatchString(name) {
+	if len(name) > maxNameLength || !regexp.MustCompile(`^vault-role-oidc-Jane-Doe--jane-example\.co-\d{10}-[a-z2-7]{16}$`).MatchString(name) {
 		t.Errorf("name %q", name)
 	}
 }

@@ -103,7 +103,7 @@ func pathRoles(b *datadogBackend) []*framework.Path {
 					Type: framework.TypeString,
 					Description: "Template of the Datadog name of issued credentials (Vault's username template syntax; " +
 						"fields .RoleName, .DisplayName, .EntityID; functions unix_time, random, truncate, ...). Must render a " +
-						"name starting with vault-. Default: " + defaultNameTemplate,
+						"name starting with vault-; the engine appends a unique id to every name. Default: " + defaultNameTemplate,
 				},
 				"scopes": {
 					Type: framework.TypeCommaStringSlice,
@@ -128,11 +128,14 @@ func pathRoles(b *datadogBackend) []*framework.Path {
 					Description: "Maximum lifetime of issued credentials, renewals included. 0 uses the mount's maximum.",
 				},
 			},
+			// Writes go to the active node of the primary: role writes
+			// check scopes and service accounts with Datadog, and a standby
+			// would do that only to fail storing the role.
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathRoleRead},
-				logical.CreateOperation: &framework.PathOperation{Callback: b.pathRoleWrite},
-				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRoleWrite},
-				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathRoleDelete},
+				logical.CreateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
+				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathRoleDelete, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
 			},
 			ExistenceCheck:  b.pathRoleExists,
 			HelpSynopsis:    pathRoleHelpSyn,
@@ -308,6 +311,15 @@ func (b *datadogBackend) validateRole(ctx context.Context, req *logical.Request,
 			return msg, err
 		}
 	}
+	sess, err := b.session(ctx, req.Storage)
+	if err != nil {
+		return "", err
+	}
+	if sess != nil {
+		if msg := sess.cfg.scopesProblem(kind, role.Scopes); msg != "" {
+			return msg, nil
+		}
+	}
 	if kind.serviceAccount {
 		return b.checkServiceAccount(ctx, req.Storage, role.ServiceAccountID)
 	}
@@ -317,14 +329,14 @@ func (b *datadogBackend) validateRole(ctx context.Context, req *logical.Request,
 // checkServiceAccount makes sure a role's service account exists and is
 // enabled, so that the role cannot fail at every creds read.
 func (b *datadogBackend) checkServiceAccount(ctx context.Context, s logical.Storage, id string) (string, error) {
-	client, err := b.getClient(ctx, s)
+	sess, err := b.session(ctx, s)
 	if err != nil {
 		return "", err
 	}
-	if client == nil {
+	if sess == nil {
 		return fmt.Sprintf("service_account_id %q cannot be checked before the engine is configured: write config first", id), nil
 	}
-	sa, err := client.ServiceAccount(ctx, id)
+	sa, err := sess.client.ServiceAccount(ctx, id)
 	switch {
 	case errors.Is(err, errNotFound):
 		return fmt.Sprintf("service_account_id %q: no such Datadog user", id), nil

@@ -2,46 +2,161 @@ package backend
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// walKindCreate records Datadog objects about to be created for a creds
-// request. The entry is removed once the lease owns them; one still present
-// after walRollbackMinAge means the request failed midway, so its objects
-// are deleted by name.
-const walKindCreate = "create"
+// recordPrefix holds the engine's record of each creds request. A record
+// is written before anything is created in Datadog: until the request
+// succeeds it is the request's write-ahead log entry, which the rollback
+// replays (deleting what the request may have created) once it is older
+// than walRollbackMinAge. When the lease is issued the same record, now
+// with Datadog's ids, becomes the index entry of the lease, removed when
+// the lease is revoked. One record per request keeps the creds path at two
+// storage writes, as a WAL entry put and deleted would.
+//
+// Leases are local to a cluster, so the records are too (LocalStorage).
+const recordPrefix = "credentials/"
 
-// walRollbackMinAge is well above the longest creds request (a few Datadog
-// calls, each bounded by the client timeout), so a rollback never races a
-// request that is still running.
+// walRollbackMinAge is well above the longest creds request (Vault ends
+// requests after 90 s by default), so a rollback never races a request
+// that is still running.
 const walRollbackMinAge = 5 * time.Minute
 
-type walCreate struct {
-	Objects []datadogObject `json:"objects"`
+// credentialRecord is the engine's record of one creds request.
+type credentialRecord struct {
+	ID        string          `json:"id"` // also the unique part of the objects' names
+	Role      string          `json:"role"`
+	CreatedAt time.Time       `json:"created_at"`
+	Issued    bool            `json:"issued"` // false: the WAL entry of a request in flight, or failed
+	Objects   []datadogObject `json:"objects"`
 }
 
-func (b *datadogBackend) walRollback(ctx context.Context, req *logical.Request, kind string, data interface{}) error {
-	if kind != walKindCreate {
-		return fmt.Errorf("unknown write-ahead log kind %q", kind)
-	}
-	var entry walCreate
-	if err := mapToStruct(data, &entry); err != nil {
-		return err
-	}
-	client, err := b.getClient(ctx, req.Storage)
+// newRecordID returns 16 random characters of lowercase base32 (80 bits):
+// unique in every Datadog organisation, and safe in a key name.
+func newRecordID() string {
+	return strings.ToLower(rand.Text()[:16])
+}
+
+func putRecord(ctx context.Context, s logical.Storage, rec *credentialRecord) error {
+	entry, err := logical.StorageEntryJSON(recordPrefix+rec.ID, rec)
 	if err != nil {
 		return err
 	}
-	if client == nil {
-		return fmt.Errorf("cannot roll back Datadog keys %s: %w", describeObjects(entry.Objects), errNotConfigured)
+	return s.Put(ctx, entry)
+}
+
+func getRecord(ctx context.Context, s logical.Storage, id string) (*credentialRecord, error) {
+	entry, err := s.Get(ctx, recordPrefix+id)
+	if err != nil || entry == nil {
+		return nil, err
 	}
-	// The IDs were not recorded (the WAL is written before the creates), so
-	// the objects are found by their unique names.
-	for i := range entry.Objects {
-		entry.Objects[i].ID = ""
+	rec := new(credentialRecord)
+	if err := entry.DecodeJSON(rec); err != nil {
+		return nil, fmt.Errorf("error reading the engine's record %s: %w", id, err)
 	}
-	return b.deleteObjects(ctx, client, entry.Objects)
+	return rec, nil
+}
+
+func (b *datadogBackend) deleteRecord(ctx context.Context, s logical.Storage, id string) error {
+	b.issuedRecords.Delete(id)
+	return s.Delete(ctx, recordPrefix+id)
+}
+
+// records reads every record, for the rare operations that need them all.
+func records(ctx context.Context, s logical.Storage) ([]*credentialRecord, error) {
+	ids, err := s.List(ctx, recordPrefix)
+	if err != nil {
+		return nil, err
+	}
+	var out []*credentialRecord
+	for _, id := range ids {
+		rec, err := getRecord(ctx, s, id)
+		if err != nil {
+			return nil, err
+		}
+		if rec != nil {
+			out = append(out, rec)
+		}
+	}
+	return out, nil
+}
+
+// periodicFunc runs on Vault's rollback timer (every minute) and once more
+// when the mount is disabled.
+func (b *datadogBackend) periodicFunc(ctx context.Context, req *logical.Request) error {
+	// Where Vault's AWS engine skips its rollback: on performance standbys
+	// (the active node rolls back) and performance secondaries (the primary
+	// does: creds requests are forwarded there), as well as DR secondaries.
+	if !b.WriteSafeReplicationState() {
+		return nil
+	}
+	return b.rollback(ctx, req)
+}
+
+// rollback replays the WAL entries of creds requests that did not issue a
+// lease: it deletes whatever they may have created, by id where Datadog
+// returned one and by exact name otherwise, then removes the entry. An
+// entry whose objects cannot all be deleted yet stays for the next run.
+//
+// Entries younger than walRollbackMinAge belong to requests that may
+// still run, and are left alone, unless the mount is being disabled (its
+// storage goes with it) or the request asks for an immediate rollback, as
+// Vault's framework allows for its own WAL.
+func (b *datadogBackend) rollback(ctx context.Context, req *logical.Request) error {
+	ids, err := req.Storage.List(ctx, recordPrefix)
+	if err != nil {
+		return err
+	}
+	_, immediate := req.Data["immediate"]
+	immediate = immediate || b.System().Tainted()
+	oldest := time.Now().Add(-walRollbackMinAge)
+
+	var sess *session
+	var errs []error
+	for _, id := range ids {
+		if _, issued := b.issuedRecords.Load(id); issued {
+			continue
+		}
+		rec, err := getRecord(ctx, req.Storage, id)
+		if err != nil || rec == nil {
+			errs = append(errs, err)
+			continue
+		}
+		if rec.Issued {
+			b.issuedRecords.Store(id, struct{}{}) // records never go back to pending
+			continue
+		}
+		if !immediate && rec.CreatedAt.After(oldest) {
+			continue
+		}
+		if sess == nil {
+			if sess, err = b.session(ctx, req.Storage); err != nil || sess == nil {
+				return errors.Join(append(errs, fmt.Errorf("cannot roll back the Datadog objects of failed creds requests: %w", cmpErr(err, errNotConfigured)))...)
+			}
+		}
+		if err := b.deleteObjects(ctx, sess, rec.Objects, rec.CreatedAt.Add(-maxClockSkew)); err != nil {
+			errs = append(errs, fmt.Errorf("rolling back creds request %s of role %q, created %s: %w", rec.ID, rec.Role, rec.CreatedAt.Format(time.RFC3339), err))
+			continue
+		}
+		if err := b.deleteRecord(ctx, req.Storage, id); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		b.Logger().Info("rolled back a failed creds request: its Datadog objects are deleted", "record", id, "role", rec.Role, "objects", describeObjects(rec.Objects))
+	}
+	return errors.Join(errs...)
+}
+
+// cmpErr returns err, or fallback when err is nil.
+func cmpErr(err, fallback error) error {
+	if err != nil {
+		return err
+	}
+	return fallback
 }

@@ -29,7 +29,7 @@ func (b *datadogBackend) checkScopes(ctx context.Context, s logical.Storage, sco
 		}
 	}
 	if len(unknown) == 0 {
-		return checkAllowedScopes(ctx, s, scopes)
+		return "", nil
 	}
 	parts := make([]string, len(unknown))
 	for i, scope := range unknown {
@@ -42,23 +42,28 @@ func (b *datadogBackend) checkScopes(ctx context.Context, s logical.Storage, sco
 		"; valid names are those of GET /api/v2/permissions, such as dashboards_read", nil
 }
 
-// checkAllowedScopes enforces the mount's guardrail: roles may only use
-// scopes from config's allowed_scopes, when it is set.
-func checkAllowedScopes(ctx context.Context, s logical.Storage, scopes []string) (string, error) {
-	cfg, err := getConfig(ctx, s)
-	if err != nil || cfg == nil || len(cfg.AllowedScopes) == 0 {
-		return "", err
+// scopesProblem enforces the mount's guardrail, config's allowed_scopes,
+// on a credential of kind with these scopes: it names the scopes outside
+// it, or says that an unscoped key (every permission of its owner) is more
+// than it allows. It returns "" when the credential is within it.
+func (c *datadogConfig) scopesProblem(kind credentialKind, scopes []string) string {
+	if len(c.AllowedScopes) == 0 || !kind.scoped {
+		return ""
+	}
+	allowed := strings.Join(c.AllowedScopes, ", ")
+	if len(scopes) == 0 {
+		return fmt.Sprintf("unscoped keys carry every permission of their owner, more than this mount's allowed_scopes (%s) permit", allowed)
 	}
 	var outside []string
 	for _, scope := range scopes {
-		if !slices.Contains(cfg.AllowedScopes, scope) {
+		if !slices.Contains(c.AllowedScopes, scope) {
 			outside = append(outside, scope)
 		}
 	}
 	if len(outside) == 0 {
-		return "", nil
+		return ""
 	}
-	return fmt.Sprintf("scopes %s are outside this mount's allowed_scopes (%s)", strings.Join(outside, ", "), strings.Join(cfg.AllowedScopes, ", ")), nil
+	return fmt.Sprintf("scopes %s are outside this mount's allowed_scopes (%s)", strings.Join(outside, ", "), allowed)
 }
 
 // knownScopes is the organisation's permission list, fetched live and cached
@@ -71,13 +76,13 @@ func (b *datadogBackend) knownScopes(ctx context.Context, s logical.Storage) (ma
 		return b.scopes, nil
 	}
 
-	client, err := b.getClient(ctx, s)
+	sess, err := b.session(ctx, s)
 	if err != nil {
 		return nil, err
 	}
 	names := permissions.Names
-	if client != nil {
-		live, err := client.PermissionNames(ctx)
+	if sess != nil {
+		live, err := sess.client.PermissionNames(ctx)
 		switch {
 		case err == nil && len(live) > 0:
 			names = live

@@ -22,24 +22,43 @@ func (env *testEnv) rootCall(t *testing.T, method, path, body string) (int, map[
 // createServiceAccount makes an enabled service account with the admin role.
 func (env *testEnv) createServiceAccount(t *testing.T) string {
 	t.Helper()
+	return env.createServiceAccountWithRole(t, "Datadog Admin Role")
+}
+
+// createServiceAccountWithRole makes an enabled service account with one of
+// the organisation's roles, by name.
+func (env *testEnv) createServiceAccountWithRole(t *testing.T, roleName string) string {
+	t.Helper()
 	status, roles := env.rootCall(t, http.MethodGet, "/api/v2/roles", "")
 	if status != http.StatusOK {
 		t.Fatalf("listing roles: %d", status)
 	}
-	var adminRole string
+	var roleID string
 	for _, r := range roles["data"].([]interface{}) {
 		role := r.(map[string]interface{})
-		if role["attributes"].(map[string]interface{})["name"] == "Datadog Admin Role" {
-			adminRole = role["id"].(string)
+		if role["attributes"].(map[string]interface{})["name"] == roleName {
+			roleID = role["id"].(string)
 		}
 	}
 	body := fmt.Sprintf(`{"data":{"type":"users","attributes":{"email":"ci-%d@example.com","service_account":true,"name":"ci"},`+
-		`"relationships":{"roles":{"data":[{"type":"roles","id":%q}]}}}}`, time.Now().UnixNano(), adminRole)
+		`"relationships":{"roles":{"data":[{"type":"roles","id":%q}]}}}}`, time.Now().UnixNano(), roleID)
 	status, sa := env.rootCall(t, http.MethodPost, "/api/v2/service_accounts", body)
 	if status != http.StatusCreated {
 		t.Fatalf("creating a service account: %d %v", status, sa)
 	}
 	return sa["data"].(map[string]interface{})["id"].(string)
+}
+
+// serviceAccountAppKey creates an unscoped application key of a service
+// account, as an administrator would to hand the engine a new identity.
+func (env *testEnv) serviceAccountAppKey(t *testing.T, sa string) string {
+	t.Helper()
+	status, key := env.rootCall(t, http.MethodPost, "/api/v2/service_accounts/"+sa+"/application_keys",
+		`{"data":{"type":"application_keys","attributes":{"name":"engine identity"}}}`)
+	if status != http.StatusCreated {
+		t.Fatalf("creating an application key of %s: %d %v", sa, status, key)
+	}
+	return key["data"].(map[string]interface{})["attributes"].(map[string]interface{})["key"].(string)
 }
 
 func (env *testEnv) bearerStatus(t *testing.T, path, token string) int {
