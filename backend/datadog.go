@@ -78,6 +78,10 @@ type createdObject struct {
 
 var errNotFound = errors.New("not found in Datadog")
 
+// errRedirectRefused stops a redirect that would carry the engine's keys
+// to another host or in clear text.
+var errRedirectRefused = errors.New("redirect not followed: the engine sends its Datadog keys only to the configured host")
+
 // errNotVisible is a not-found answer that proves nothing: Datadog shows
 // other users' personal access tokens only to identities with
 // org_app_keys_read/write.
@@ -226,8 +230,7 @@ func newDatadogClient(cfg *datadogConfig) (datadogAPI, error) {
 func checkRedirect(req *http.Request, via []*http.Request) error {
 	first := via[0].URL
 	if req.URL.Scheme != first.Scheme || !strings.EqualFold(req.URL.Host, first.Host) {
-		return fmt.Errorf("Datadog answered with a redirect to %s://%s, which is not followed: the engine sends its keys only to %s://%s",
-			req.URL.Scheme, req.URL.Host, first.Scheme, first.Host)
+		return fmt.Errorf("%w: to %s://%s, from %s://%s", errRedirectRefused, req.URL.Scheme, req.URL.Host, first.Scheme, first.Host)
 	}
 	if len(via) >= 10 {
 		return errors.New("stopped after 10 redirects")

@@ -262,6 +262,9 @@ func verifyKeys(ctx context.Context, client datadogAPI, cfg *datadogConfig) (ide
 		return s == http.StatusUnauthorized || s == http.StatusForbidden
 	}
 	if err := client.CheckAPIKey(ctx); err != nil {
+		if errors.Is(err, errRedirectRefused) {
+			return identity{}, logical.ErrorResponse("api_url %s answered with a redirect (%v); set api_url to the address that answers", cfg.baseURL(), err), nil
+		}
 		if rejected(err) {
 			return identity{}, logical.ErrorResponse("api_key was rejected by Datadog at %s (%v); check the key and the site", cfg.baseURL(), err), nil
 		}

@@ -55,7 +55,7 @@ func (c *datadogClient) call(ctx context.Context, op string, safeToRepeat bool, 
 		var wait time.Duration
 		status := httpStatus(failure)
 		switch {
-		case ctx.Err() != nil:
+		case ctx.Err() != nil, errors.Is(err, errRedirectRefused):
 			return failure
 		case status == http.StatusTooManyRequests:
 			wait = resetAfter(resp) + rand.N(rateLimitJitter)
