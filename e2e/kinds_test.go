@@ -16,24 +16,43 @@ func (d *datadog) root() map[string]string {
 // as a Datadog administrator would before writing a role for it.
 func (d *datadog) serviceAccount(t *testing.T) string {
 	t.Helper()
+	return d.serviceAccountWithRole(t, "Datadog Admin Role")
+}
+
+// serviceAccountWithRole creates an enabled service account holding one of
+// the organisation's roles, by name.
+func (d *datadog) serviceAccountWithRole(t *testing.T, roleName string) string {
+	t.Helper()
 	status, roles := d.do(t, http.MethodGet, "/api/v2/roles", "", d.root())
 	if status != http.StatusOK {
 		t.Fatalf("listing Datadog roles: HTTP %d", status)
 	}
-	var admin string
+	var roleID string
 	for _, r := range roles["data"].([]any) {
 		role := r.(map[string]any)
-		if role["attributes"].(map[string]any)["name"] == "Datadog Admin Role" {
-			admin = role["id"].(string)
+		if role["attributes"].(map[string]any)["name"] == roleName {
+			roleID = role["id"].(string)
 		}
 	}
 	body := fmt.Sprintf(`{"data":{"type":"users","attributes":{"email":"e2e-%d@example.com","service_account":true,"name":"e2e"},`+
-		`"relationships":{"roles":{"data":[{"type":"roles","id":%q}]}}}}`, time.Now().UnixNano(), admin)
+		`"relationships":{"roles":{"data":[{"type":"roles","id":%q}]}}}}`, time.Now().UnixNano(), roleID)
 	status, sa := d.do(t, http.MethodPost, "/api/v2/service_accounts", body, d.root())
 	if status != http.StatusCreated {
 		t.Fatalf("creating a service account: HTTP %d %v", status, sa)
 	}
 	return sa["data"].(map[string]any)["id"].(string)
+}
+
+// serviceAccountAppKey creates an unscoped application key of a service
+// account: the identity an administrator hands the engine.
+func (d *datadog) serviceAccountAppKey(t *testing.T, sa string) string {
+	t.Helper()
+	status, key := d.do(t, http.MethodPost, "/api/v2/service_accounts/"+sa+"/application_keys",
+		`{"data":{"type":"application_keys","attributes":{"name":"engine identity"}}}`, d.root())
+	if status != http.StatusCreated {
+		t.Fatalf("creating an application key of %s: HTTP %d %v", sa, status, key)
+	}
+	return key["data"].(map[string]any)["attributes"].(map[string]any)["key"].(string)
 }
 
 // credentialUse says how a consumer authenticates with one kind's creds and

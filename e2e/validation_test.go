@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -64,5 +65,46 @@ func TestBadInputsAreRefused(t *testing.T) {
 	}
 	if role, err := client.Logical().Read(mount + "/roles/r"); err != nil || role != nil {
 		t.Errorf("refused role writes left a role: %v, %v", role, err)
+	}
+}
+
+// TestGuardrailsHoldAfterTheFact: allowed_scopes refuses unscoped roles and
+// is enforced when credentials are issued and renewed, not only when roles
+// are written; a lease is no longer renewed once its role issues something
+// else.
+func TestGuardrailsHoldAfterTheFact(t *testing.T) {
+	t.Parallel()
+	_, client, mount := startEngine(t)
+	write(t, client, mount+"/roles/monitors", map[string]any{"scopes": "monitors_read"})
+	write(t, client, mount+"/roles/dashboards", map[string]any{"scopes": "dashboards_read,monitors_read"})
+	monitors := readCreds(t, client, mount+"/creds/monitors")
+	dashboards := readCreds(t, client, mount+"/creds/dashboards")
+
+	write(t, client, mount+"/config", map[string]any{"allowed_scopes": "dashboards_read"})
+	_, err := client.Logical().Write(mount+"/roles/wide", map[string]any{"allow_unscoped": true})
+	requireBadRequest(t, err, "unscoped", "allowed_scopes")
+	_, err = client.Logical().Read(mount + "/creds/monitors")
+	requireBadRequest(t, err, "monitors_read", "allowed_scopes")
+	_, err = client.Sys().Renew(monitors.LeaseID, 0)
+	requireBadRequest(t, err, "cannot renew", "monitors_read", "allowed_scopes")
+
+	write(t, client, mount+"/config", map[string]any{"allowed_scopes": ""})
+	write(t, client, mount+"/roles/dashboards", map[string]any{"scopes": "dashboards_read"})
+	_, err = client.Sys().Renew(dashboards.LeaseID, 0)
+	requireBadRequest(t, err, "cannot renew", `role "dashboards"`, "scopes")
+}
+
+// TestHelpDescribesEveryKind: vault path-help tells what each credential
+// kind returns, not application keys only.
+func TestHelpDescribesEveryKind(t *testing.T) {
+	t.Parallel()
+	_, _, mount := startEngine(t)
+	for _, path := range []string{mount + "/creds/x", mount + "/"} {
+		help := cli(t, "path-help", path)
+		for _, want := range []string{"application_key", "service_account_application_key", "personal_access_token", "service_access_token", "api_key", "access_token", "expires_at"} {
+			if !strings.Contains(help, want) {
+				t.Errorf("vault path-help %s does not mention %s", path, want)
+			}
+		}
 	}
 }

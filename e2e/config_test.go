@@ -1,0 +1,83 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestConfigNewOwnerRevokesOldKeysWhereTheyLive points the engine at another
+// Datadog user (an ordinary rotation of the engine's identity) while a lease
+// is out: its revocation must delete the previous owner's keys, through the
+// organisation-wide endpoints the new identity may use.
+func TestConfigNewOwnerRevokesOldKeysWhereTheyLive(t *testing.T) {
+	t.Parallel()
+	dd, client, mount := startEngine(t)
+	write(t, client, mount+"/roles/r", map[string]any{"scopes": "dashboards_read"})
+	creds := readCreds(t, client, mount+"/creds/r")
+
+	admin := dd.serviceAccount(t)
+	write(t, client, mount+"/config", map[string]any{"app_key": dd.serviceAccountAppKey(t, admin)})
+	cfg, err := client.Logical().Read(mount + "/config")
+	if err != nil || cfg.Data["owner_id"] != admin {
+		t.Fatalf("config after the change: %v %v, want owner_id %s", err, cfg, admin)
+	}
+
+	if err := client.Sys().Revoke(creds.LeaseID); err != nil {
+		t.Fatalf("revoking a lease issued by the previous owner: %v", err)
+	}
+	dd.waitKeysGone(t, 10*time.Second, str(t, creds.Data, "application_key_id"), str(t, creds.Data, "api_key_id"))
+}
+
+// TestConfigChangesThatStrandLeasesAreRefused: a new identity that cannot
+// delete the outstanding keys, another organisation, or no config at all
+// would turn every revocation into a lie or a failure; each is refused with
+// a 400 that says how many leases depend on the current identity. force=true
+// goes ahead, names the keys left behind, and the lease is then kept (its
+// revocation fails) rather than dropped while its key lives.
+func TestConfigChangesThatStrandLeasesAreRefused(t *testing.T) {
+	t.Parallel()
+	dd, client, mount := startEngine(t)
+	write(t, client, mount+"/roles/r", map[string]any{"scopes": "dashboards_read", "api_key_mode": "none"})
+	creds := readCreds(t, client, mount+"/creds/r")
+	keyID := str(t, creds.Data, "application_key_id")
+
+	standardKey := dd.serviceAccountAppKey(t, dd.serviceAccountWithRole(t, "Datadog Standard Role"))
+	other := startDatadog(t)
+	for name, data := range map[string]map[string]any{
+		"a user who may not delete other users' keys": {"app_key": standardKey},
+		"another organisation":                        {"api_key": other.APIKey(), "app_key": other.AppKey(), "api_url": other.URL},
+	} {
+		_, err := client.Logical().Write(mount+"/config", data)
+		t.Run(name, func(t *testing.T) { requireBadRequest(t, err, "1 lease", dd.UserID(), "force=true") })
+	}
+	_, err := client.Logical().Delete(mount + "/config")
+	requireBadRequest(t, err, "config not deleted", "1 lease", "force=true")
+	if cfg, err := client.Logical().Read(mount + "/config"); err != nil || cfg.Data["owner_id"] != dd.UserID() {
+		t.Fatalf("config after refused changes: %v %v, want the original owner", err, cfg)
+	}
+
+	forced, err := client.Logical().Write(mount+"/config", map[string]any{"app_key": standardKey, "force": true})
+	if err != nil {
+		t.Fatalf("forced config change: %v", err)
+	}
+	if warnings := strings.Join(forced.Warnings, "\n"); !strings.Contains(warnings, keyID) {
+		t.Errorf("forced config change does not name the key it leaves behind:\n%s", warnings)
+	}
+	if err := client.Sys().Revoke(creds.LeaseID); err == nil {
+		t.Error("revocation reported success for a key the configured identity cannot delete")
+	}
+	if _, ok := dd.key(keyID); !ok {
+		t.Fatal("the key vanished")
+	}
+	if _, err := client.Sys().Lookup(creds.LeaseID); err != nil {
+		t.Errorf("the lease was dropped while its key lives: %v", err)
+	}
+
+	// Back to an identity that can reach the key: the lease revokes.
+	write(t, client, mount+"/config", map[string]any{"app_key": dd.AppKey()})
+	if err := client.Sys().Revoke(creds.LeaseID); err != nil {
+		t.Fatalf("revoking once config is fixed: %v", err)
+	}
+	dd.waitKeysGone(t, 10*time.Second, keyID)
+}
