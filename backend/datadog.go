@@ -45,6 +45,8 @@ type datadogAPI interface {
 	ServiceAccount(ctx context.Context, id string) (serviceAccount, error)
 	// PermissionNames lists every permission (scope) name of the organisation.
 	PermissionNames(ctx context.Context) ([]string, error)
+	// RolePermissions returns the names of the permissions the roles grant.
+	RolePermissions(ctx context.Context, roleIDs []string) (map[string]bool, error)
 
 	// Create makes the object o describes (kind, name, owner, expiry).
 	Create(ctx context.Context, o datadogObject, scopes []string) (createdObject, error)
@@ -59,9 +61,10 @@ type datadogAPI interface {
 }
 
 type identity struct {
-	ID     string
-	Handle string
-	OrgID  string
+	ID      string
+	Handle  string
+	OrgID   string
+	RoleIDs []string
 }
 
 type serviceAccount struct {
@@ -272,7 +275,48 @@ func (c *datadogClient) CurrentUser(ctx context.Context) (identity, error) {
 	if data.GetId() == "" {
 		return identity{}, fmt.Errorf("Datadog current user look-up returned no user id")
 	}
-	return identity{ID: data.GetId(), Handle: attrs.GetHandle(), OrgID: orgData.GetId()}, nil
+	me := identity{ID: data.GetId(), Handle: attrs.GetHandle(), OrgID: orgData.GetId()}
+	roles := rels.GetRoles()
+	for _, r := range roles.GetData() {
+		me.RoleIDs = append(me.RoleIDs, r.GetId())
+	}
+	return me, nil
+}
+
+func (c *datadogClient) RolePermissions(ctx context.Context, roleIDs []string) (map[string]bool, error) {
+	var all datadogV2.PermissionsResponse
+	err := c.call(ctx, "permission listing", true, func(ctx context.Context) (resp *http.Response, err error) {
+		all, resp, err = c.roles.ListPermissions(ctx)
+		return resp, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]string{} // by permission id
+	for _, p := range all.GetData() {
+		attrs := p.GetAttributes()
+		names[p.GetId()] = attrs.GetName()
+	}
+	granted := map[string]bool{}
+	for _, id := range roleIDs {
+		var role datadogV2.RoleResponse
+		err := c.call(ctx, "role look-up", true, func(ctx context.Context) (resp *http.Response, err error) {
+			role, resp, err = c.roles.GetRole(ctx, id)
+			return resp, err
+		})
+		if err != nil {
+			return nil, err
+		}
+		data := role.GetData()
+		rels := data.GetRelationships()
+		perms := rels.GetPermissions()
+		for _, p := range perms.GetData() {
+			if name := names[p.GetId()]; name != "" {
+				granted[name] = true
+			}
+		}
+	}
+	return granted, nil
 }
 
 func (c *datadogClient) PermissionNames(ctx context.Context) ([]string, error) {
@@ -385,6 +429,25 @@ func checkCreated(op string, created createdObject) (createdObject, error) {
 // before owners were recorded were all the configured identity's.
 func (c *datadogClient) ownedBySelf(o datadogObject) bool {
 	return o.Owner == "" || o.Owner == c.self
+}
+
+// deletePermission is the Datadog permission that deleting o takes from
+// the identity whose user id is self (the x-permission of the endpoint that
+// reaches o from there).
+func deletePermission(o datadogObject, self string) string {
+	own := o.Owner == "" || o.Owner == self
+	switch o.Kind {
+	case kindApplicationKey, kindPersonalAccessToken:
+		if own {
+			return "user_app_keys"
+		}
+		return "org_app_keys_write"
+	case kindServiceAccountApplicationKey, kindServiceAccessToken:
+		return "service_account_write"
+	case kindAPIKey:
+		return "api_keys_delete"
+	}
+	return ""
 }
 
 // notFoundHere turns a 404 into errNotFound only where it proves the

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -231,11 +232,19 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 
 	var warnings []string
 	if previous != nil && !previous.sameIdentity(cfg) {
+		next := &successor{cfg: cfg}
 		// The client must know whose keys are its own to pick endpoints.
-		if client, err = b.newClient(cfg); err != nil {
+		if next.client, err = b.newClient(cfg); err != nil {
 			return nil, err
 		}
-		if resp, warnings, err = b.checkStranded(ctx, req, previous, cfg, client); resp != nil || err != nil {
+		next.perms, err = next.client.RolePermissions(ctx, owner.RoleIDs)
+		switch {
+		case refused(err):
+			next.perms = nil // Datadog will not say: the probes alone decide
+		case err != nil:
+			return nil, fmt.Errorf("error reading the permissions of the new identity: %w", err)
+		}
+		if resp, warnings, err = b.checkStranded(ctx, req, previous, next); resp != nil || err != nil {
 			return resp, err
 		}
 	}
@@ -285,7 +294,7 @@ func (b *datadogBackend) pathConfigDelete(ctx context.Context, req *logical.Requ
 	if err != nil || previous == nil {
 		return nil, err
 	}
-	resp, warnings, err := b.checkStranded(ctx, req, previous, nil, nil)
+	resp, warnings, err := b.checkStranded(ctx, req, previous, nil)
 	if resp != nil || err != nil {
 		return resp, err
 	}
@@ -299,11 +308,20 @@ func (b *datadogBackend) pathConfigDelete(ctx context.Context, req *logical.Requ
 	return &logical.Response{Warnings: warnings}, nil
 }
 
+// successor is the configuration about to replace the current one, with a
+// client acting as it and the permissions its roles grant (nil when
+// Datadog would not say).
+type successor struct {
+	cfg    *datadogConfig
+	client datadogAPI
+	perms  map[string]bool
+}
+
 // checkStranded refuses a config change (or, with next nil, a delete)
 // after which the engine could no longer delete keys that outstanding
 // leases or WAL entries hold, unless the request says force=true. Then it
 // returns warnings naming each key left behind, and logs them.
-func (b *datadogBackend) checkStranded(ctx context.Context, req *logical.Request, previous, next *datadogConfig, client datadogAPI) (*logical.Response, []string, error) {
+func (b *datadogBackend) checkStranded(ctx context.Context, req *logical.Request, previous *datadogConfig, next *successor) (*logical.Response, []string, error) {
 	all, err := records(ctx, req.Storage)
 	if err != nil {
 		return nil, nil, err
@@ -315,7 +333,7 @@ func (b *datadogBackend) checkStranded(ctx context.Context, req *logical.Request
 	for _, rec := range all {
 		var stranded bool
 		for _, o := range rec.Objects {
-			reason, err := b.unreachable(ctx, o, previous, next, client, probed)
+			reason, err := b.unreachable(ctx, o, previous, next, probed)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -340,41 +358,54 @@ func (b *datadogBackend) checkStranded(ctx context.Context, req *logical.Request
 	if next == nil {
 		change = "deleted"
 	}
-	held := fmt.Sprintf("%s and %s hold Datadog keys that the engine made as user %s (%s) in organisation %s",
-		plural(leases, "lease", "leases"), plural(pending, "write-ahead log entry", "write-ahead log entries"),
-		previous.OwnerID, previous.OwnerHandle, previous.OrgID)
+	held := plural(leases, "lease", "leases")
+	switch {
+	case pending > 0 && leases > 0:
+		held += " and " + plural(pending, "write-ahead log entry", "write-ahead log entries") + " hold"
+	case pending > 0:
+		held = plural(pending, "write-ahead log entry holds", "write-ahead log entries hold")
+	case leases == 1:
+		held += " holds"
+	default:
+		held += " hold"
+	}
 	why := strings.Join(slices.Sorted(maps.Keys(reasons)), "; ")
 	if force, _ := req.Data["force"].(bool); !force {
-		return logical.ErrorResponse("config not %s: %s, and the engine could not delete them afterwards (%s). "+
+		return logical.ErrorResponse("config not %s: %s Datadog keys that the engine could no longer delete (%s). "+
 			"Revoke those leases first (vault lease revoke -prefix %screds/), or repeat with force=true to leave the keys "+
 			"behind: they would stay valid in Datadog", change, held, why, req.MountPoint), nil, nil
 	}
-	warnings := []string{fmt.Sprintf("config %s with force=true: %s, which the engine can no longer delete (%s); they stay valid in Datadog until deleted there by hand", change, held, why)}
+	warnings := []string{fmt.Sprintf("config %s with force=true: %s Datadog keys that the engine can no longer delete (%s); "+
+		"they stay valid in Datadog until deleted there, and their leases fail to revoke until a config that reaches them is written", change, held, why)}
 	for _, o := range left {
-		warnings = append(warnings, fmt.Sprintf("left behind: Datadog %s %s (%s), in %s", describeKind(o.Kind), o.ID, o.Name, o.Home))
+		warnings = append(warnings, fmt.Sprintf("left behind: Datadog %s %s (%s) of user %s, in %s", describeKind(o.Kind), o.ID, o.Name, o.Owner, o.Home))
 		b.Logger().Warn("config "+change+" with force=true leaves a Datadog key behind", "kind", o.Kind, "id", o.ID, "name", o.Name, "owner", o.Owner, "org", o.Home.OrgID)
 	}
 	return nil, warnings, nil
 }
 
-// unreachable says why next could not delete o, or "" if it could. An
-// object of another owner in the same organisation is reachable when the
-// new identity can read one object of its kind where revocation would
-// delete it: Datadog answers 403 without the permission.
-func (b *datadogBackend) unreachable(ctx context.Context, o datadogObject, previous, next *datadogConfig, client datadogAPI, probed map[string]error) (string, error) {
-	switch {
-	case next == nil:
+// unreachable says why next could not delete o, or "" if it could: it
+// must be in the same organisation, hold the permission that deleting o
+// takes (as far as its roles tell), and be able to read one object of o's
+// kind and owner where revocation would delete it (which also catches a
+// key whose own scopes leave the permission out).
+func (b *datadogBackend) unreachable(ctx context.Context, o datadogObject, previous *datadogConfig, next *successor, probed map[string]error) (string, error) {
+	if next == nil {
 		return "without config nothing can delete them", nil
-	case o.Home.OrgID == "" && previous.OrgID != next.OrgID, o.Home.OrgID != "" && o.Home.OrgID != next.OrgID:
-		return fmt.Sprintf("the new keys belong to organisation %s", next.OrgID), nil
+	}
+	if home := cmp.Or(o.Home.OrgID, previous.OrgID); home != "" && home != next.cfg.OrgID {
+		return fmt.Sprintf("they live in organisation %s, the new keys belong to organisation %s", home, next.cfg.OrgID), nil
+	}
+	if need := deletePermission(o, next.cfg.OwnerID); next.perms != nil && !next.perms[need] {
+		return fmt.Sprintf("user %s lacks %s, which deleting %ss of user %s takes", next.cfg.OwnerID, need, describeKind(o.Kind), o.Owner), nil
 	}
 	class := o.Kind + "/" + o.Owner
 	probe, done := probed[class]
 	if !done {
 		if o.ID != "" {
-			_, probe = client.Exists(ctx, o)
+			_, probe = next.client.Exists(ctx, o)
 		} else {
-			_, probe = client.FindByName(ctx, o, time.Time{})
+			_, probe = next.client.FindByName(ctx, o, time.Time{})
 		}
 		if errors.Is(probe, errNotFound) {
 			probe = nil
@@ -385,7 +416,7 @@ func (b *datadogBackend) unreachable(ctx context.Context, o datadogObject, previ
 		probed[class] = probe
 	}
 	if probe != nil {
-		return fmt.Sprintf("user %s may not delete %ss of user %s: %v", next.OwnerID, describeKind(o.Kind), o.Owner, probe), nil
+		return fmt.Sprintf("user %s may not reach %ss of user %s: %v", next.cfg.OwnerID, describeKind(o.Kind), o.Owner, probe), nil
 	}
 	return "", nil
 }

@@ -200,7 +200,7 @@ func TestConfigNewOwnerThatCannotReachOldKeysIsRefused(t *testing.T) {
 	standardKey := env.serviceAccountAppKey(t, env.createServiceAccountWithRole(t, "Datadog Standard Role"))
 	before := env.snapshot(t)
 	resp, err := env.do(t, logical.UpdateOperation, "config", map[string]interface{}{"app_key": standardKey})
-	wantUserError(t, resp, err, "1 lease", env.emu.UserID(), "force=true")
+	wantUserError(t, resp, err, "1 lease", env.emu.UserID(), "org_app_keys_write", "force=true")
 	if !sameSnapshot(before, env.snapshot(t)) {
 		t.Error("a refused config write changed storage")
 	}
@@ -215,6 +215,20 @@ func TestConfigNewOwnerThatCannotReachOldKeysIsRefused(t *testing.T) {
 	if !env.keyExists(appKeyID) {
 		t.Fatal("the key vanished")
 	}
+}
+
+// The Standard role reads API keys but may not delete them: a new identity
+// with it is refused while leases hold API keys, although it could read
+// them.
+func TestConfigNewOwnerWithoutTheDeletePermissionIsRefused(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	env.writeRole(t, "agent", map[string]interface{}{"credential_type": "api_key"})
+	env.mustDo(t, logical.ReadOperation, "creds/agent", nil)
+
+	standardKey := env.serviceAccountAppKey(t, env.createServiceAccountWithRole(t, "Datadog Standard Role"))
+	resp, err := env.do(t, logical.UpdateOperation, "config", map[string]interface{}{"app_key": standardKey})
+	wantUserError(t, resp, err, "1 lease", "api_keys_delete")
 }
 
 // Another organisation (here another Datadog at another api_url) can never

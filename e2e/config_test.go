@@ -44,12 +44,18 @@ func TestConfigChangesThatStrandLeasesAreRefused(t *testing.T) {
 
 	standardKey := dd.serviceAccountAppKey(t, dd.serviceAccountWithRole(t, "Datadog Standard Role"))
 	other := startDatadog(t)
-	for name, data := range map[string]map[string]any{
-		"a user who may not delete other users' keys": {"app_key": standardKey},
-		"another organisation":                        {"api_key": other.APIKey(), "app_key": other.AppKey(), "api_url": other.URL},
+	for _, tc := range []struct {
+		name string
+		data map[string]any
+		want []string
+	}{
+		{"a user who may not delete other users' keys", map[string]any{"app_key": standardKey}, []string{"org_app_keys_write", dd.UserID()}},
+		{"another organisation", map[string]any{"api_key": other.APIKey(), "app_key": other.AppKey(), "api_url": other.URL}, []string{"organisation"}},
 	} {
-		_, err := client.Logical().Write(mount+"/config", data)
-		t.Run(name, func(t *testing.T) { requireBadRequest(t, err, "1 lease", dd.UserID(), "force=true") })
+		_, err := client.Logical().Write(mount+"/config", tc.data)
+		t.Run(tc.name, func(t *testing.T) {
+			requireBadRequest(t, err, append(tc.want, "config not changed", "1 lease", "force=true", "vault lease revoke -prefix "+mount+"/creds/")...)
+		})
 	}
 	_, err := client.Logical().Delete(mount + "/config")
 	requireBadRequest(t, err, "config not deleted", "1 lease", "force=true")
