@@ -16,23 +16,25 @@ import (
 	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulator"
 )
 
-// A burst of revocations meets Datadog's rate limit: each waits for the
-// window to reset (X-RateLimit-Reset) instead of failing back to Vault.
+// A burst of revocations meets Datadog's rate limit: they share out its
+// windows (X-RateLimit-Remaining, -Reset) instead of failing back to Vault,
+// and do not storm Datadog with calls it can only refuse.
 func TestRevocationsWaitOutTheRateLimit(t *testing.T) {
+	const leases, limit = 12, 3
 	env := newTestEnv(t)
 	env.configure(t)
 	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "none"})
-	var leases []*logical.Response
-	for i := 0; i < 6; i++ {
-		leases = append(leases, env.mustDo(t, logical.ReadOperation, "creds/r", nil))
+	var issued []*logical.Response
+	for i := 0; i < leases; i++ {
+		issued = append(issued, env.mustDo(t, logical.ReadOperation, "creds/r", nil))
 	}
-	if err := env.emu.SetRateLimit("application_keys", emulator.RateLimit{Limit: 2, Period: time.Second}); err != nil {
+	if err := env.emu.SetRateLimit("application_keys", emulator.RateLimit{Limit: limit, Period: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 
 	var wg sync.WaitGroup
-	errs := make([]error, len(leases))
-	for i, lease := range leases {
+	errs := make([]error, len(issued))
+	for i, lease := range issued {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -45,6 +47,9 @@ func TestRevocationsWaitOutTheRateLimit(t *testing.T) {
 	}
 	if left := env.issuedKeys(); len(left) != 0 {
 		t.Errorf("%d keys left", len(left))
+	}
+	if refused := env.emu.Answers(http.StatusTooManyRequests); refused > limit {
+		t.Errorf("Datadog answered 429 %d times to %d deletions: the engine sent calls into spent windows", refused, leases)
 	}
 }
 

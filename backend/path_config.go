@@ -266,6 +266,8 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 // verifyKeys checks each key against Datadog so that a bad key is refused at
 // write time, naming the key that failed, instead of at the first creds read.
 func verifyKeys(ctx context.Context, client datadogAPI, cfg *datadogConfig) (identity, *logical.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
 	rejected := func(err error) bool {
 		s := httpStatus(err)
 		return s == http.StatusUnauthorized || s == http.StatusForbidden
@@ -486,6 +488,11 @@ func stringsToAny(values []string) []interface{} {
 	}
 	return out
 }
+
+// checkTimeout bounds the Datadog calls that check an operator's config or
+// role write, retries included: a wrong api_url or an outage should be
+// reported while the operator waits, not after Vault's 90 s request limit.
+const checkTimeout = 20 * time.Second
 
 // errNotConfigured is the user-facing answer when config was never written.
 var errNotConfigured = errors.New("the Datadog secrets engine is not configured: write its config path first")

@@ -259,8 +259,7 @@ func TestConfigKeyRotationOfTheSameIdentityIsAllowed(t *testing.T) {
 	if status != http.StatusCreated {
 		t.Fatalf("creating a second key of the admin: %d", status)
 	}
-	newKey := key["data"].(map[string]interface{})["attributes"].(map[string]interface{})["key"].(string)
-	env.mustDo(t, logical.UpdateOperation, "config", map[string]interface{}{"app_key": newKey})
+	env.mustDo(t, logical.UpdateOperation, "config", map[string]interface{}{"app_key": secretOf(key)})
 	if _, err := env.revoke(t, creds); err != nil {
 		t.Fatal(err)
 	}

@@ -323,15 +323,7 @@ func TestCredsRollbackDeletesWhatCleanupCouldNot(t *testing.T) {
 
 	// Datadog recovers; Vault's periodic rollback replays the entry.
 	fault.deleteFails = nil
-	if err := env.rollbackNow(t); err != nil {
-		t.Fatal(err)
-	}
-	if left := env.issuedKeys(); len(left) != 0 {
-		t.Errorf("keys left after rollback: %v", left)
-	}
-	if ids := env.walIDs(t); len(ids) != 0 {
-		t.Errorf("WAL entries left after the rollback: %v", ids)
-	}
+	env.requireRolledBack(t)
 }
 
 func TestCredsRevokeFailureIsRetried(t *testing.T) {

@@ -276,6 +276,8 @@ func (b *datadogBackend) pathRoleWrite(ctx context.Context, req *logical.Request
 // validateRole returns a message naming what is wrong with the role, after
 // asking Datadog what only it knows (the scopes, the service account).
 func (b *datadogBackend) validateRole(ctx context.Context, req *logical.Request, role *datadogRole) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
 	kind, known := credentialKinds[role.CredentialType]
 	switch {
 	case !known:

@@ -20,30 +20,25 @@ const (
 	retryWindow = 90 * time.Second
 	backoffBase = 250 * time.Millisecond
 	backoffCap  = 8 * time.Second
-	// rateLimitJitter spreads the callers that waited for the same reset.
+	// rateLimitJitter spreads the retries of a 429 without a window to
+	// wait for.
 	rateLimitJitter = 500 * time.Millisecond
 )
 
 // call runs one Datadog API call. A 429 was refused before anything was
-// done, so every call waits for the reset Datadog announces
-// (X-RateLimit-Reset) and is sent again; a 5xx or a lost answer may hide a
-// change that was applied, so only calls that are safe to repeat (reads and
-// deletions) are sent again then, with capped exponential back-off and
-// jitter. Waits that would not end before the caller's deadline are not
-// started: the last error is returned at once.
+// done, so every call waits for a free slot of the rate-limit window and is
+// sent again; a 5xx or a lost answer may hide a change that was applied, so
+// only calls that are safe to repeat (reads and deletions) are sent again
+// then, with capped exponential back-off and jitter. Waits that would not
+// end before the caller's deadline are not started: the call fails at once.
 func (c *datadogClient) call(ctx context.Context, op string, safeToRepeat bool, send func(context.Context) (*http.Response, error)) error {
 	deadline := time.Now().Add(retryWindow)
 	if d, ok := ctx.Deadline(); ok {
 		deadline = d.Add(-retryMargin)
 	}
-	for attempt := 0; ; attempt++ {
-		if wait := c.limits.before(op); wait > 0 {
-			if time.Now().Add(wait).After(deadline) {
-				return c.limits.exhausted(op, wait)
-			}
-			if err := sleep(ctx, wait); err != nil {
-				return &apiError{Op: op, Err: err}
-			}
+	for attempt := 0; ; {
+		if err := c.limits.wait(ctx, op, deadline); err != nil {
+			return err
 		}
 		resp, err := send(c.with(ctx))
 		c.limits.observe(op, resp)
@@ -51,19 +46,20 @@ func (c *datadogClient) call(ctx context.Context, op string, safeToRepeat bool, 
 			return nil
 		}
 		failure := wrapError(op, resp, err)
-
-		var wait time.Duration
 		status := httpStatus(failure)
 		switch {
 		case ctx.Err() != nil, errors.Is(err, errRedirectRefused):
 			return failure
-		case status == http.StatusTooManyRequests:
-			wait = resetAfter(resp) + rand.N(rateLimitJitter)
-		case safeToRepeat && (status == 0 || status >= 500):
-			wait = backoff(attempt)
-		default:
+		case status == http.StatusTooManyRequests && resp.Header.Get("X-RateLimit-Name") != "":
+			continue // the window is spent: wait for a slot in a later one
+		case status != http.StatusTooManyRequests && (!safeToRepeat || status > 0 && status < 500):
 			return failure
 		}
+		wait := backoff(attempt)
+		if status == http.StatusTooManyRequests { // without a window to book in
+			wait = resetAfter(resp) + rand.N(rateLimitJitter)
+		}
+		attempt++
 		if time.Now().Add(wait).After(deadline) {
 			return failure
 		}
@@ -105,73 +101,121 @@ func resetAfter(resp *http.Response) time.Duration {
 }
 
 // rateLimits follows Datadog's rate-limit windows as its answers describe
-// them (X-RateLimit-Name, -Limit, -Period, -Remaining, -Reset), so that
-// concurrent callers wait for a spent window to reset instead of each
-// meeting its own 429.
+// them (X-RateLimit-Name, -Limit, -Period, -Remaining, -Reset) and counts
+// the calls sent in each, so that once a window is spent the callers wait
+// for the next one instead of each meeting its own 429: a burst of calls (a
+// thousand leases expiring together) is spread over the windows it needs.
+// The first call of an operation goes alone: its answer tells which window
+// it counts against.
 type rateLimits struct {
 	mu      sync.Mutex
-	groupOf map[string]string // call → rate-limit name, learnt from answers
+	groupOf map[string]string        // call → rate-limit name ("" when unlimited), learnt from answers
+	probing map[string]chan struct{} // call → closed when its first answer arrived
 	windows map[string]*rateWindow
 }
 
 type rateWindow struct {
-	limit, period int // as announced
-	remaining     int
-	resetAt       time.Time
+	limit     int
+	period    time.Duration
+	remaining int       // calls that may still be sent in the current window
+	resetAt   time.Time // when the current window ends
 }
 
 func newRateLimits() *rateLimits {
-	return &rateLimits{groupOf: map[string]string{}, windows: map[string]*rateWindow{}}
+	return &rateLimits{groupOf: map[string]string{}, probing: map[string]chan struct{}{}, windows: map[string]*rateWindow{}}
 }
 
-// before returns how long a call must wait for its window to reset; when
-// it may go now, it counts the call against the window.
-func (r *rateLimits) before(op string) time.Duration {
+// wait returns when the call may be sent, or an error when no window will
+// have room for it before the deadline.
+func (r *rateLimits) wait(ctx context.Context, op string, deadline time.Time) error {
+	for {
+		r.mu.Lock()
+		group, known := r.groupOf[op]
+		if !known {
+			first, inFlight := r.probing[op]
+			if !inFlight {
+				r.probing[op] = make(chan struct{})
+				r.mu.Unlock()
+				return nil
+			}
+			r.mu.Unlock()
+			select {
+			case <-first:
+				continue
+			case <-ctx.Done():
+				return &apiError{Op: op, Err: ctx.Err()}
+			}
+		}
+		w := r.windows[group]
+		now := time.Now()
+		if w == nil {
+			r.mu.Unlock()
+			return nil
+		}
+		if !now.Before(w.resetAt) { // a new window, as far as we know until an answer says
+			w.remaining, w.resetAt = w.limit, now.Add(w.period)
+		}
+		if w.remaining > 0 {
+			w.remaining--
+			r.mu.Unlock()
+			return nil
+		}
+		until, info := w.resetAt, &rateLimitInfo{Name: group, Limit: w.limit, Period: int(w.period.Seconds()), ResetIn: w.resetAt.Sub(now).Round(time.Second)}
+		r.mu.Unlock()
+		if until.After(deadline) {
+			return &apiError{Op: op, Status: http.StatusTooManyRequests, RateLimit: info, Err: errors.New("rate limit spent")}
+		}
+		if err := sleep(ctx, until.Sub(now)); err != nil {
+			return &apiError{Op: op, Err: err}
+		}
+	}
+}
+
+// observe records what an answer (nil when none came) says of its window.
+// Answers of calls sent earlier in the same window may arrive after later
+// calls were sent: within a window, they only ever lower what remains.
+func (r *rateLimits) observe(op string, resp *http.Response) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	w := r.windows[r.groupOf[op]]
-	now := time.Now()
-	if w == nil || !now.Before(w.resetAt) {
-		return 0
+	if first, probing := r.probing[op]; probing {
+		close(first)
+		delete(r.probing, op)
 	}
-	if w.remaining <= 0 {
-		return w.resetAt.Sub(now) + rand.N(rateLimitJitter)
-	}
-	w.remaining--
-	return 0
-}
-
-// observe records the window an answer describes.
-func (r *rateLimits) observe(op string, resp *http.Response) {
 	if resp == nil {
 		return
 	}
 	name := resp.Header.Get("X-RateLimit-Name")
 	remaining, err := strconv.Atoi(resp.Header.Get("X-RateLimit-Remaining"))
 	if name == "" || err != nil {
+		r.groupOf[op] = ""
 		return
 	}
-	limit, _ := strconv.Atoi(resp.Header.Get("X-RateLimit-Limit"))
-	period, _ := strconv.Atoi(resp.Header.Get("X-RateLimit-Period"))
+	r.groupOf[op] = name
 	if resp.StatusCode == http.StatusTooManyRequests {
 		remaining = 0
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.groupOf[op] = name
-	r.windows[name] = &rateWindow{limit: limit, period: period, remaining: remaining, resetAt: time.Now().Add(resetAfter(resp))}
+	limit, _ := strconv.Atoi(resp.Header.Get("X-RateLimit-Limit"))
+	period, _ := strconv.Atoi(resp.Header.Get("X-RateLimit-Period"))
+	resetAt := time.Now().Add(resetAfter(resp))
+	w := r.windows[name]
+	if w == nil {
+		w = &rateWindow{}
+		r.windows[name] = w
+	}
+	w.limit, w.period = max(limit, 1), max(time.Duration(period)*time.Second, time.Second)
+	switch gap := resetAt.Sub(w.resetAt); {
+	case gap > w.period/2: // a later window than the one we count in
+		w.remaining, w.resetAt = remaining, resetAt
+	case gap > -w.period/2: // the same window
+		w.remaining, w.resetAt = min(w.remaining, remaining), maxTime(w.resetAt, resetAt)
+	}
 }
 
-// exhausted is the error of a call that cannot wait for its window to
-// reset before the caller's deadline.
-func (r *rateLimits) exhausted(op string, wait time.Duration) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	name := r.groupOf[op]
-	w := r.windows[name]
-	return &apiError{Op: op, Status: http.StatusTooManyRequests, RateLimit: &rateLimitInfo{
-		Name: name, Limit: w.limit, Period: w.period, ResetIn: wait.Round(time.Second),
-	}, Err: errors.New("rate limit exhausted")}
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // rateLimitInfo describes the Datadog rate limit a call ran into.

@@ -25,6 +25,21 @@ func (env *testEnv) rollbackNow(t *testing.T) error {
 	return err
 }
 
+// requireRolledBack runs the rollback and checks that it left no key of the
+// engine in Datadog and no WAL entry.
+func (env *testEnv) requireRolledBack(t *testing.T) {
+	t.Helper()
+	if err := env.rollbackNow(t); err != nil {
+		t.Fatalf("rollback: %v", err)
+	}
+	if left := env.issuedKeys(); len(left) != 0 {
+		t.Errorf("keys left after the rollback: %v", left)
+	}
+	if ids := env.walIDs(t); len(ids) != 0 {
+		t.Errorf("WAL entries left after the rollback: %v", ids)
+	}
+}
+
 // failCalls makes every call to an operation fail with status until the
 // returned function is called.
 func (env *testEnv) failCalls(t *testing.T, operation string, status int) (stop func()) {
@@ -58,13 +73,7 @@ func TestRollbackDeletesByRecordedIDs(t *testing.T) {
 	}
 	stopCreate()
 	fault.deleteFails = nil
-
-	if err := env.rollbackNow(t); err != nil {
-		t.Fatalf("rollback: %v", err)
-	}
-	if left := env.issuedKeys(); len(left) != 0 {
-		t.Errorf("keys left after the rollback: %v", left)
-	}
+	env.requireRolledBack(t)
 }
 
 // The engine's write-ahead log is local to the cluster, as Vault's own
@@ -118,12 +127,7 @@ func TestRollbackSkippedOnPerformanceStandby(t *testing.T) {
 	}
 
 	env.b.System().(*logical.StaticSystemView).ReplicationStateVal = 0
-	if err := env.rollbackNow(t); err != nil {
-		t.Fatal(err)
-	}
-	if left := env.issuedKeys(); len(left) != 0 {
-		t.Errorf("keys left after the active node's rollback: %v", left)
-	}
+	env.requireRolledBack(t)
 }
 
 // Requests that write storage or change Datadog go to the active node of
@@ -178,14 +182,5 @@ func TestCreateCommittedAfterTheLookUpIsRolledBack(t *testing.T) {
 	if ids := env.walIDs(t); len(ids) != 1 {
 		t.Fatalf("WAL entries after an ambiguous failure: %v, want one", ids)
 	}
-
-	if err := env.rollbackNow(t); err != nil {
-		t.Fatal(err)
-	}
-	if left := env.issuedKeys(); len(left) != 0 {
-		t.Errorf("keys left after the rollback: %v", left)
-	}
-	if ids := env.walIDs(t); len(ids) != 0 {
-		t.Errorf("WAL entries left after the rollback: %v", ids)
-	}
+	env.requireRolledBack(t)
 }

@@ -58,7 +58,12 @@ func (env *testEnv) serviceAccountAppKey(t *testing.T, sa string) string {
 	if status != http.StatusCreated {
 		t.Fatalf("creating an application key of %s: %d %v", sa, status, key)
 	}
-	return key["data"].(map[string]interface{})["attributes"].(map[string]interface{})["key"].(string)
+	return secretOf(key)
+}
+
+// secretOf reads the secret from Datadog's answer to a key create.
+func secretOf(created map[string]interface{}) string {
+	return created["data"].(map[string]interface{})["attributes"].(map[string]interface{})["key"].(string)
 }
 
 func (env *testEnv) bearerStatus(t *testing.T, path, token string) int {

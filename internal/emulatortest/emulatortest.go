@@ -37,10 +37,20 @@ type Server struct {
 	*emulator.Emulator
 	URL      string
 	requests atomic.Int64
+	answers  sync.Map // HTTP status → *atomic.Int64
 }
 
 // Requests is how many Datadog API calls the emulator has answered.
 func (s *Server) Requests() int64 { return s.requests.Load() }
+
+// Answers is how many Datadog API calls the emulator answered with status.
+func (s *Server) Answers(status int) int64 {
+	n, _ := s.answers.Load(status)
+	if n == nil {
+		return 0
+	}
+	return n.(*atomic.Int64).Load()
+}
 
 // Start runs an emulator for the test's duration, validating traffic against
 // the specification.
@@ -54,7 +64,15 @@ func Start(t testing.TB, opts emulator.Options) *Server {
 func Serve(t testing.TB, emu *emulator.Emulator) *Server {
 	t.Helper()
 	s := &Server{Emulator: emu}
-	srv := httptest.NewServer(Handler(t, emu, &s.requests))
+	checked := Handler(t, emu, &s.requests)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status := &statusWriter{ResponseWriter: w}
+		checked.ServeHTTP(status, r)
+		if status.code != 0 && !strings.HasPrefix(r.URL.Path, "/_emulator/") {
+			n, _ := s.answers.LoadOrStore(status.code, new(atomic.Int64))
+			n.(*atomic.Int64).Add(1)
+		}
+	}))
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
 	return s
@@ -203,6 +221,19 @@ func (s *specs) check(handler http.Handler, w http.ResponseWriter, r *http.Reque
 	}
 	return problems
 }
+
+// statusWriter notes the status of an answer; a dropped connection has none.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // capture buffers the emulator's answer so that it can be checked before
 // it is sent, and hands over the connection when the emulator drops it on
