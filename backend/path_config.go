@@ -244,7 +244,7 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 		case err != nil:
 			return nil, fmt.Errorf("error reading the permissions of the new identity: %w", err)
 		}
-		if resp, warnings, err = b.checkStranded(ctx, req, previous, next); resp != nil || err != nil {
+		if resp, warnings, err = b.checkStranded(ctx, req, previous, next, d.Get("force").(bool)); resp != nil || err != nil {
 			return resp, err
 		}
 	}
@@ -291,12 +291,12 @@ func verifyKeys(ctx context.Context, client datadogAPI, cfg *datadogConfig) (ide
 	return owner, nil, nil
 }
 
-func (b *datadogBackend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *datadogBackend) pathConfigDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	previous, err := getConfig(ctx, req.Storage)
 	if err != nil || previous == nil {
 		return nil, err
 	}
-	resp, warnings, err := b.checkStranded(ctx, req, previous, nil)
+	resp, warnings, err := b.checkStranded(ctx, req, previous, nil, d.Get("force").(bool))
 	if resp != nil || err != nil {
 		return resp, err
 	}
@@ -321,9 +321,9 @@ type successor struct {
 
 // checkStranded refuses a config change (or, with next nil, a delete)
 // after which the engine could no longer delete keys that outstanding
-// leases or WAL entries hold, unless the request says force=true. Then it
-// returns warnings naming each key left behind, and logs them.
-func (b *datadogBackend) checkStranded(ctx context.Context, req *logical.Request, previous *datadogConfig, next *successor) (*logical.Response, []string, error) {
+// leases or WAL entries hold, unless forced. Then it returns warnings
+// naming each key left behind, and logs them.
+func (b *datadogBackend) checkStranded(ctx context.Context, req *logical.Request, previous *datadogConfig, next *successor, force bool) (*logical.Response, []string, error) {
 	all, err := records(ctx, req.Storage)
 	if err != nil {
 		return nil, nil, err
@@ -372,7 +372,7 @@ func (b *datadogBackend) checkStranded(ctx context.Context, req *logical.Request
 		held += " hold"
 	}
 	why := strings.Join(slices.Sorted(maps.Keys(reasons)), "; ")
-	if force, _ := req.Data["force"].(bool); !force {
+	if !force {
 		return logical.ErrorResponse("config not %s: %s Datadog keys that the engine could no longer delete (%s). "+
 			"Revoke those leases first (vault lease revoke -prefix %screds/), or repeat with force=true to leave the keys "+
 			"behind: they would stay valid in Datadog", change, held, why, req.MountPoint), nil, nil

@@ -294,7 +294,8 @@ func TestConfigDeleteForced(t *testing.T) {
 	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
 	creds := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
 
-	resp := env.mustDo(t, logical.DeleteOperation, "config", map[string]interface{}{"force": true})
+	// As the CLI sends it: vault delete datadog/config force=true.
+	resp := env.mustDo(t, logical.DeleteOperation, "config", map[string]interface{}{"force": "true"})
 	if resp == nil || !strings.Contains(strings.Join(resp.Warnings, " "), creds.Data["application_key_id"].(string)) {
 		t.Errorf("forced delete does not name the keys it leaves behind: %v", resp)
 	}

@@ -47,19 +47,20 @@ func (c *datadogClient) call(ctx context.Context, op string, safeToRepeat bool, 
 		}
 		failure := wrapError(op, resp, err)
 		status := httpStatus(failure)
+		var wait time.Duration
 		switch {
 		case ctx.Err() != nil, errors.Is(err, errRedirectRefused):
 			return failure
 		case status == http.StatusTooManyRequests && resp.Header.Get("X-RateLimit-Name") != "":
-			continue // the window is spent: wait for a slot in a later one
-		case status != http.StatusTooManyRequests && (!safeToRepeat || status > 0 && status < 500):
+			continue // the window is spent: wait for room in a later one
+		case status == http.StatusTooManyRequests:
+			wait = resetAfter(resp) + rand.N(rateLimitJitter) // no window to wait for
+		case safeToRepeat && (status == 0 || status >= 500):
+			wait = backoff(attempt)
+			attempt++
+		default:
 			return failure
 		}
-		wait := backoff(attempt)
-		if status == http.StatusTooManyRequests { // without a window to book in
-			wait = resetAfter(resp) + rand.N(rateLimitJitter)
-		}
-		attempt++
 		if time.Now().Add(wait).After(deadline) {
 			return failure
 		}
@@ -90,10 +91,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// resetAfter reads X-RateLimit-Reset (seconds until the window resets).
+// resetAfter reads X-RateLimit-Reset (whole seconds until the window
+// resets), as at least a second: a window that ends within the second is
+// not over for a caller whose 429 says it is spent.
 func resetAfter(resp *http.Response) time.Duration {
 	if resp != nil {
-		if s, err := strconv.Atoi(resp.Header.Get("X-RateLimit-Reset")); err == nil && s >= 0 {
+		if s, err := strconv.Atoi(resp.Header.Get("X-RateLimit-Reset")); err == nil && s > 1 {
 			return time.Duration(s) * time.Second
 		}
 	}

@@ -80,8 +80,14 @@ func TestConfigChangesThatStrandLeasesAreRefused(t *testing.T) {
 		t.Errorf("the lease was dropped while its key lives: %v", err)
 	}
 
+	// The CLI sends force as a query parameter.
+	cli(t, "delete", mount+"/config", "force=true")
+	if err := client.Sys().Revoke(creds.LeaseID); err == nil || !strings.Contains(err.Error(), "not configured") {
+		t.Errorf("revocation without config: %v, want an error saying the engine is not configured", err)
+	}
+
 	// Back to an identity that can reach the key: the lease revokes.
-	write(t, client, mount+"/config", map[string]any{"app_key": dd.AppKey()})
+	configure(t, client, mount, dd)
 	if err := client.Sys().Revoke(creds.LeaseID); err != nil {
 		t.Fatalf("revoking once config is fixed: %v", err)
 	}
