@@ -284,16 +284,12 @@ func (c *datadogClient) CurrentUser(ctx context.Context) (identity, error) {
 }
 
 func (c *datadogClient) RolePermissions(ctx context.Context, roleIDs []string) (map[string]bool, error) {
-	var all datadogV2.PermissionsResponse
-	err := c.call(ctx, "permission listing", true, func(ctx context.Context) (resp *http.Response, err error) {
-		all, resp, err = c.roles.ListPermissions(ctx)
-		return resp, err
-	})
+	all, err := c.listPermissions(ctx)
 	if err != nil {
 		return nil, err
 	}
 	names := map[string]string{} // by permission id
-	for _, p := range all.GetData() {
+	for _, p := range all {
 		attrs := p.GetAttributes()
 		names[p.GetId()] = attrs.GetName()
 	}
@@ -320,22 +316,27 @@ func (c *datadogClient) RolePermissions(ctx context.Context, roleIDs []string) (
 }
 
 func (c *datadogClient) PermissionNames(ctx context.Context) ([]string, error) {
-	var out datadogV2.PermissionsResponse
-	err := c.call(ctx, "permission listing", true, func(ctx context.Context) (resp *http.Response, err error) {
-		out, resp, err = c.roles.ListPermissions(ctx, *datadogV2.NewListPermissionsOptionalParameters().WithIncludeScopes(true))
-		return resp, err
-	})
+	all, err := c.listPermissions(ctx)
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, 0, len(out.GetData()))
-	for _, p := range out.GetData() {
+	names := make([]string, 0, len(all))
+	for _, p := range all {
 		attrs := p.GetAttributes()
 		if name := attrs.GetName(); name != "" {
 			names = append(names, name)
 		}
 	}
 	return names, nil
+}
+
+func (c *datadogClient) listPermissions(ctx context.Context) ([]datadogV2.Permission, error) {
+	var out datadogV2.PermissionsResponse
+	err := c.call(ctx, "permission listing", true, func(ctx context.Context) (resp *http.Response, err error) {
+		out, resp, err = c.roles.ListPermissions(ctx, *datadogV2.NewListPermissionsOptionalParameters().WithIncludeScopes(true))
+		return resp, err
+	})
+	return out.GetData(), err
 }
 
 func (c *datadogClient) ServiceAccount(ctx context.Context, id string) (serviceAccount, error) {

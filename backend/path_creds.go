@@ -172,7 +172,6 @@ func (b *datadogBackend) abandon(ctx context.Context, s logical.Storage, sess *s
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	rec.Issued = false
-	client := sess.client
 
 	settled := true
 	var errs []error
@@ -181,22 +180,23 @@ func (b *datadogBackend) abandon(ctx context.Context, s logical.Storage, sess *s
 	}
 	if mayExist {
 		o := &rec.Objects[failed]
-		ids, err := client.FindByName(ctx, *o, rec.CreatedAt.Add(-maxClockSkew))
+		ids, err := sess.client.FindByName(ctx, *o, rec.CreatedAt.Add(-maxClockSkew))
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("error looking up Datadog %s %q: %w", describeKind(o.Kind), o.Name, err))
 		case len(ids) == 0:
 			settled = false // not there yet: Datadog may still apply the create
 		default:
+			found := make([]datadogObject, len(ids))
+			for i, id := range ids {
+				found[i] = *o
+				found[i].ID = id
+			}
 			if len(ids) == 1 {
 				o.ID = ids[0]
 			}
-			for _, id := range ids {
-				found := *o
-				found.ID = id
-				if err := client.Delete(ctx, found); err != nil && !errors.Is(err, errNotFound) {
-					errs = append(errs, fmt.Errorf("error deleting Datadog %s %s (%s): %w", describeKind(o.Kind), id, o.Name, err))
-				}
+			if err := b.deleteObjects(ctx, sess, found, time.Time{}); err != nil {
+				errs = append(errs, err)
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -137,7 +138,7 @@ func (b *datadogBackend) rollback(ctx context.Context, req *logical.Request) err
 		}
 		if sess == nil {
 			if sess, err = b.session(ctx, req.Storage); err != nil || sess == nil {
-				return errors.Join(append(errs, fmt.Errorf("cannot roll back the Datadog objects of failed creds requests: %w", cmpErr(err, errNotConfigured)))...)
+				return errors.Join(append(errs, fmt.Errorf("cannot roll back the Datadog objects of failed creds requests: %w", cmp.Or(err, errNotConfigured)))...)
 			}
 		}
 		if err := b.deleteObjects(ctx, sess, rec.Objects, rec.CreatedAt.Add(-maxClockSkew)); err != nil {
@@ -151,12 +152,4 @@ func (b *datadogBackend) rollback(ctx context.Context, req *logical.Request) err
 		b.Logger().Info("rolled back a failed creds request: its Datadog objects are deleted", "record", id, "role", rec.Role, "objects", describeObjects(rec.Objects))
 	}
 	return errors.Join(errs...)
-}
-
-// cmpErr returns err, or fallback when err is nil.
-func cmpErr(err, fallback error) error {
-	if err != nil {
-		return err
-	}
-	return fallback
 }
