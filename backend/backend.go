@@ -29,6 +29,10 @@ type datadogBackend struct {
 	// newClient builds the Datadog adapter; tests may replace it.
 	newClient func(*datadogConfig) (datadogAPI, error)
 
+	// marker is this mount's mark in the names of the credentials it
+	// creates, so that tidying never touches another mount's.
+	marker string
+
 	lock    sync.RWMutex
 	current *session
 
@@ -44,6 +48,7 @@ type datadogBackend struct {
 // Factory returns a configured instance of the backend.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := newBackend()
+	b.marker = mountMarker(conf.BackendUUID)
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}

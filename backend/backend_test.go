@@ -29,6 +29,7 @@ func newTestEnv(t *testing.T) *testEnv {
 	env.url = env.emu.URL
 
 	conf := logical.TestBackendConfig()
+	conf.BackendUUID = "4f6b0e0c-1d2a-4c1e-9a53-" + t.Name()
 	conf.StorageView = &logical.InmemStorage{}
 	conf.System = &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
 	b, err := Factory(context.Background(), conf)

@@ -201,7 +201,7 @@ func newDatadogClient(cfg *datadogConfig) (datadogAPI, error) {
 	c.UserAgent = "vault-plugin-secrets-datadog/" + Version + " " + c.UserAgent
 	c.RetryConfiguration.EnableRetry = false
 	httpClient := cleanhttp.DefaultPooledClient()
-	httpClient.Timeout = 30 * time.Second
+	httpClient.Timeout = cfg.requestTimeout()
 	httpClient.CheckRedirect = checkRedirect
 	c.HTTPClient = httpClient
 	if cfg.APIURL != "" {

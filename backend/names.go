@@ -1,7 +1,10 @@
 package backend
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/helper/template"
@@ -17,6 +20,32 @@ const defaultNameTemplate = `vault-{{ .RoleName | truncate 30 }}-{{ .DisplayName
 
 // maxNameLength keeps generated names well within what Datadog displays.
 const maxNameLength = 100
+
+// Every name ends with "-", the mount's marker (8 hex digits) and the
+// request's record id (16 characters of lowercase base32).
+const (
+	markerLength   = 8
+	recordIDLength = 16
+)
+
+var nameSuffix = regexp.MustCompile(`-([0-9a-f]{8})([a-z2-7]{16})$`)
+
+// mountMarker derives a mount's marker from its UUID, which Vault keeps for
+// the life of the mount.
+func mountMarker(backendUUID string) string {
+	sum := sha256.Sum256([]byte(backendUUID))
+	return hex.EncodeToString(sum[:])[:markerLength]
+}
+
+// parseName returns the mount marker and record id at the end of a name
+// the engine made, or ok false for any other name.
+func parseName(name string) (marker, recordID string, ok bool) {
+	m := nameSuffix.FindStringSubmatch(name)
+	if m == nil || !strings.HasPrefix(name, namePrefix) {
+		return "", "", false
+	}
+	return m[1], m[2], true
+}
 
 // nameData is what a name template may use.
 type nameData struct {

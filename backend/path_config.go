@@ -34,6 +34,31 @@ type datadogConfig struct {
 	OrgID       string `json:"org_id"`
 	// AllowedScopes, when set, is the most any role of the mount may grant.
 	AllowedScopes []string `json:"allowed_scopes,omitempty"`
+	// RequestTimeout bounds each HTTP call to Datadog; 0 means the default.
+	RequestTimeout time.Duration `json:"request_timeout,omitempty"`
+}
+
+// Bounds of request_timeout.
+const (
+	defaultRequestTimeout = 30 * time.Second
+	maxRequestTimeout     = 5 * time.Minute
+)
+
+func (c *datadogConfig) requestTimeout() time.Duration {
+	if c.RequestTimeout > 0 {
+		return c.RequestTimeout
+	}
+	return defaultRequestTimeout
+}
+
+// credsBudget bounds a creds request's Datadog calls (its creates, a token
+// create sent again with a later expiry, waits for a rate-limit window), and
+// cleanupBudget the deletions after it failed: together they tell when the
+// request is over for sure, and its WAL entry may be rolled back.
+func (c *datadogConfig) credsBudget() time.Duration { return 4 * c.requestTimeout() }
+
+func (c *datadogConfig) cleanupBudget() time.Duration {
+	return min(4*c.requestTimeout(), 15*time.Second)
 }
 
 // baseURL is where the engine's Datadog calls go, as reported to clients.
@@ -108,6 +133,11 @@ func pathConfig(b *datadogBackend) *framework.Path {
 				Description: "Optional guardrail: the Datadog permissions roles of this mount may grant. Role writes, " +
 					"creds reads and renewals with scopes outside it (or unscoped) are refused. Empty: any permission name.",
 			},
+			"request_timeout": {
+				Type: framework.TypeDurationSecond,
+				Description: "Timeout of each HTTP call to Datadog, such as 10s; default 30s, at most 5m. A creds request " +
+					"gets four times this for its Datadog calls, and its write-ahead log entry is rolled back once it is surely over.",
+			},
 			"force": {
 				Type: framework.TypeBool,
 				Description: "Write or delete config even though outstanding leases hold Datadog keys that the new " +
@@ -169,14 +199,15 @@ func (b *datadogBackend) pathConfigRead(ctx context.Context, req *logical.Reques
 		return nil, err
 	}
 	return &logical.Response{Data: map[string]interface{}{
-		"site":           cfg.Site,
-		"api_url":        cfg.APIURL,
-		"owner_id":       cfg.OwnerID,
-		"owner_handle":   cfg.OwnerHandle,
-		"org_id":         cfg.OrgID,
-		"api_key_last4":  last4(cfg.APIKey),
-		"app_key_last4":  last4(cfg.AppKey),
-		"allowed_scopes": append([]string{}, cfg.AllowedScopes...), // [] rather than null when unset
+		"site":            cfg.Site,
+		"api_url":         cfg.APIURL,
+		"owner_id":        cfg.OwnerID,
+		"owner_handle":    cfg.OwnerHandle,
+		"org_id":          cfg.OrgID,
+		"api_key_last4":   last4(cfg.APIKey),
+		"app_key_last4":   last4(cfg.AppKey),
+		"allowed_scopes":  append([]string{}, cfg.AllowedScopes...), // [] rather than null when unset
+		"request_timeout": int64(cfg.requestTimeout().Seconds()),
 	}}, nil
 }
 
@@ -205,6 +236,9 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 	if v, ok := d.GetOk("allowed_scopes"); ok {
 		cfg.AllowedScopes = normalizeScopes(v.([]string))
 	}
+	if v, ok := d.GetOk("request_timeout"); ok {
+		cfg.RequestTimeout = time.Duration(v.(int)) * time.Second
+	}
 
 	switch {
 	case cfg.APIKey == "":
@@ -213,6 +247,8 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 		return logical.ErrorResponse("app_key is required: a Datadog application key of the identity that will own issued keys"), nil
 	case !slices.Contains(datadogSites(), cfg.Site):
 		return logical.ErrorResponse("site %q is not a Datadog site; allowed: %s", cfg.Site, strings.Join(datadogSites(), ", ")), nil
+	case cfg.RequestTimeout < 0 || cfg.RequestTimeout > maxRequestTimeout || cfg.RequestTimeout > 0 && cfg.RequestTimeout < time.Second:
+		return logical.ErrorResponse("request_timeout %s is not allowed: give between 1s and %s (0 for the default %s)", cfg.RequestTimeout, maxRequestTimeout, defaultRequestTimeout), nil
 	}
 	if cfg.APIURL != "" {
 		if _, _, err := parseAPIURL(cfg.APIURL); err != nil {

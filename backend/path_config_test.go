@@ -152,6 +152,20 @@ func TestParseAPIURL(t *testing.T) {
 	}
 }
 
+func TestConfigRequestTimeout(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	if got := env.mustDo(t, logical.ReadOperation, "config", nil).Data["request_timeout"]; got != int64(30) {
+		t.Errorf("default request_timeout = %v, want 30", got)
+	}
+	resp, err := env.do(t, logical.UpdateOperation, "config", map[string]interface{}{"request_timeout": "10m"})
+	wantUserError(t, resp, err, "request_timeout", "5m")
+	env.mustDo(t, logical.UpdateOperation, "config", map[string]interface{}{"request_timeout": "5s"})
+	if got := env.mustDo(t, logical.ReadOperation, "config", nil).Data["request_timeout"]; got != int64(5) {
+		t.Errorf("request_timeout = %v, want 5", got)
+	}
+}
+
 // keyExists reports whether a key or token with this id is live in Datadog.
 func (env *testEnv) keyExists(id string) bool {
 	for _, k := range env.emu.Keys() {

@@ -62,9 +62,14 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 		return logical.ErrorResponse("role %q cannot issue credentials: its %s; narrow the role or config's allowed_scopes", roleName, msg), nil
 	}
 
+	// The request's Datadog calls get a bounded time, so that its WAL entry
+	// can be rolled back soon after if it never ends (a crash).
+	ctx, cancel := context.WithTimeout(ctx, cfg.credsBudget())
+	defer cancel()
 	now := time.Now()
-	rec := &credentialRecord{ID: newRecordID(), Role: roleName, CreatedAt: now.UTC()}
-	name, err := credentialName(role.nameTemplate(), nameData{RoleName: roleName, DisplayName: req.DisplayName, EntityID: req.EntityID}, rec.ID)
+	rec := &credentialRecord{ID: newRecordID(), Role: roleName, CreatedAt: now.UTC(),
+		RequestEnds: now.Add(cfg.credsBudget() + cfg.cleanupBudget() + requestEndMargin).UTC()}
+	name, err := credentialName(role.nameTemplate(), nameData{RoleName: roleName, DisplayName: req.DisplayName, EntityID: req.EntityID}, b.marker+rec.ID)
 	if err != nil {
 		return nil, fmt.Errorf("error generating the credential name from role %q's name_template: %w", roleName, err)
 	}
@@ -164,12 +169,12 @@ func (b *datadogBackend) createObjects(ctx context.Context, s logical.Storage, s
 // failed by their IDs, and the one whose create failed by its name when
 // that create may have been applied anyway. The WAL entry is removed only
 // when nothing can be left in Datadog; otherwise it is kept, with the IDs
-// known so far, and the rollback looks again after walRollbackMinAge
-// (Datadog may apply a create after answering 5xx).
+// known so far, and the rollback looks again once the request is surely
+// over (Datadog may apply a create after answering 5xx).
 func (b *datadogBackend) abandon(ctx context.Context, s logical.Storage, sess *session, rec *credentialRecord, failed int, mayExist bool) {
 	// The request's own context may be what failed: clean up on a fresh
 	// one, bounded like a request.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sess.cfg.cleanupBudget())
 	defer cancel()
 	rec.Issued = false
 
@@ -213,10 +218,6 @@ func (b *datadogBackend) abandon(ctx context.Context, s logical.Storage, sess *s
 	b.Logger().Warn("a failed creds request may have left Datadog objects; its write-ahead log entry stays for the rollback",
 		"record", rec.ID, "role", rec.Role, "objects", describeObjects(rec.Objects), "error", errors.Join(errs...))
 }
-
-// cleanupTimeout bounds the deletions after a failed creds request, which
-// its caller waits for; what they leave, the rollback finishes.
-const cleanupTimeout = 15 * time.Second
 
 // createObject creates one object. Datadog sets no minimum expiry for
 // service access tokens in its specification; should it refuse a short one,

@@ -85,7 +85,7 @@ func TestCredsIssueUseRevoke(t *testing.T) {
 	}
 	d := resp.Data
 	name, _ := d["name"].(string)
-	if !regexp.MustCompile(`^vault-agent-role-token-ci-job-\d{10}-[a-z2-7]{16}$`).MatchString(name) {
+	if !regexp.MustCompile(`^vault-agent-role-token-ci-job-\d{10}-[0-9a-f]{8}[a-z2-7]{16}$`).MatchString(name) {
 		t.Errorf("name %q does not trace back to role and requester", name)
 	}
 	if !reflect.DeepEqual(d["scopes"], []string{"dashboards_read"}) || d["site"] != "datadoghq.com" || d["api_url"] != env.url {
@@ -350,11 +350,11 @@ func TestCredsRevokeFailureIsRetried(t *testing.T) {
 }
 
 func TestCredentialNameIsSanitizedAndBounded(t *testing.T) {
-	name, err := credentialName(defaultNameTemplate, nameData{RoleName: "role", DisplayName: "oidc-Jane Doe <jane@example.com>" + strings.Repeat("x", 200)}, newRecordID())
+	name, err := credentialName(defaultNameTemplate, nameData{RoleName: "role", DisplayName: "oidc-Jane Doe <jane@example.com>" + strings.Repeat("x", 200)}, mountMarker("mount")+newRecordID())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(name) > maxNameLength || !regexp.MustCompile(`^vault-role-oidc-Jane-Doe--jane-example\.co-\d{10}-[a-z2-7]{16}$`).MatchString(name) {
+	if len(name) > maxNameLength || !regexp.MustCompile(`^vault-role-oidc-Jane-Doe--jane-example\.co-\d{10}-[0-9a-f]{8}[a-z2-7]{16}$`).MatchString(name) {
 		t.Errorf("name %q", name)
 	}
 }

@@ -15,8 +15,8 @@ import (
 // recordPrefix holds the engine's record of each creds request. A record
 // is written before anything is created in Datadog: until the request
 // succeeds it is the request's write-ahead log entry, which the rollback
-// replays (deleting what the request may have created) once it is older
-// than walRollbackMinAge. When the lease is issued the same record, now
+// replays (deleting what the request may have created) once the request is
+// surely over. When the lease is issued the same record, now
 // with Datadog's ids, becomes the index entry of the lease, removed when
 // the lease is revoked. One record per request keeps the creds path at two
 // storage writes, as a WAL entry put and deleted would.
@@ -24,10 +24,10 @@ import (
 // Leases are local to a cluster, so the records are too (LocalStorage).
 const recordPrefix = "credentials/"
 
-// walRollbackMinAge is well above the longest creds request (Vault ends
-// requests after 90 s by default), so a rollback never races a request
-// that is still running.
-const walRollbackMinAge = 5 * time.Minute
+// requestEndMargin is added to a creds request's own bounds before its WAL
+// entry may be rolled back, so that a rollback never races a request that
+// is still running.
+const requestEndMargin = 30 * time.Second
 
 // credentialRecord is the engine's record of one creds request.
 type credentialRecord struct {
@@ -36,6 +36,18 @@ type credentialRecord struct {
 	CreatedAt time.Time       `json:"created_at"`
 	Issued    bool            `json:"issued"` // false: the WAL entry of a request in flight, or failed
 	Objects   []datadogObject `json:"objects"`
+	// RequestEnds is when the request that wrote the record is over,
+	// whatever happened to it: its WAL entry may be rolled back after.
+	RequestEnds time.Time `json:"request_ends"`
+}
+
+// rollbackDue reports whether a WAL entry's request is surely over.
+func (rec *credentialRecord) rollbackDue(now time.Time) bool {
+	ends := rec.RequestEnds
+	if ends.IsZero() { // written before records said
+		ends = rec.CreatedAt.Add(5 * time.Minute)
+	}
+	return now.After(ends)
 }
 
 // newRecordID returns 16 random characters of lowercase base32 (80 bits):
@@ -105,10 +117,9 @@ func (b *datadogBackend) periodicFunc(ctx context.Context, req *logical.Request)
 // returned one and by exact name otherwise, then removes the entry. An
 // entry whose objects cannot all be deleted yet stays for the next run.
 //
-// Entries younger than walRollbackMinAge belong to requests that may
-// still run, and are left alone, unless the mount is being disabled (its
-// storage goes with it) or the request asks for an immediate rollback, as
-// Vault's framework allows for its own WAL.
+// Entries of requests that may still run are left alone, unless the mount
+// is being disabled (its storage goes with it) or the request asks for an
+// immediate rollback, as Vault's framework allows for its own WAL.
 func (b *datadogBackend) rollback(ctx context.Context, req *logical.Request) error {
 	ids, err := req.Storage.List(ctx, recordPrefix)
 	if err != nil {
@@ -116,7 +127,7 @@ func (b *datadogBackend) rollback(ctx context.Context, req *logical.Request) err
 	}
 	_, immediate := req.Data["immediate"]
 	immediate = immediate || b.System().Tainted()
-	oldest := time.Now().Add(-walRollbackMinAge)
+	now := time.Now()
 
 	var sess *session
 	var errs []error
@@ -133,7 +144,7 @@ func (b *datadogBackend) rollback(ctx context.Context, req *logical.Request) err
 			b.issuedRecords.Store(id, struct{}{}) // records never go back to pending
 			continue
 		}
-		if !immediate && rec.CreatedAt.After(oldest) {
+		if !immediate && !rec.rollbackDue(now) {
 			continue
 		}
 		if sess == nil {

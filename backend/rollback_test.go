@@ -184,3 +184,49 @@ func TestCreateCommittedAfterTheLookUpIsRolledBack(t *testing.T) {
 	}
 	env.requireRolledBack(t)
 }
+
+// rollbackOnSchedule runs Vault's periodic rollback as its timer does.
+func (env *testEnv) rollbackOnSchedule(t *testing.T) {
+	t.Helper()
+	if _, err := env.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RollbackOperation, Storage: env.storage}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A WAL entry is rolled back only once the request that wrote it is surely
+// over: its own deadline (from config's request_timeout) has passed.
+func TestRollbackWaitsForTheRequestToEnd(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	env.mustDo(t, logical.UpdateOperation, "config", map[string]interface{}{"request_timeout": "2s"})
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
+	env.failCalls(t, "CreateAPIKey", http.StatusBadGateway) // ambiguous, and never applied
+	start := time.Now()
+	env.do(t, logical.ReadOperation, "creds/r", nil)
+
+	ids := env.walIDs(t)
+	if len(ids) != 1 {
+		t.Fatalf("WAL entries: %v, want one", ids)
+	}
+	rec, err := getRecord(context.Background(), env.storage, ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 4 × 2s for the creates, 8s for the clean-up, 30s of margin.
+	if want := start.Add(46 * time.Second); rec.RequestEnds.Before(want.Add(-time.Second)) || rec.RequestEnds.After(time.Now().Add(46*time.Second)) {
+		t.Errorf("the request ends at %s, want about %s", rec.RequestEnds, want)
+	}
+
+	env.rollbackOnSchedule(t)
+	if got := env.walIDs(t); len(got) != 1 {
+		t.Fatalf("the rollback took the WAL entry of a request that may still run: %v left", got)
+	}
+	rec.RequestEnds = time.Now().Add(-time.Second)
+	if err := putRecord(context.Background(), env.storage, rec); err != nil {
+		t.Fatal(err)
+	}
+	env.rollbackOnSchedule(t)
+	if got := env.walIDs(t); len(got) != 0 {
+		t.Errorf("WAL entries left once the request was over: %v", got)
+	}
+}
