@@ -29,6 +29,10 @@ const (
 // vault is the server every test talks to, started by TestMain.
 var vault *vaultServer
 
+// The suite's files: workDir holds every Vault's log and audit files and
+// the plugin, built once into pluginDir with checksum pluginSHA256.
+var workDir, pluginDir, pluginSHA256 string
+
 type vaultServer struct {
 	bin     string // the vault binary, also used as the CLI
 	addr    string // http://127.0.0.1:PORT
@@ -43,7 +47,8 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	workDir, err := os.MkdirTemp("", "datadog-e2e-")
+	var err error
+	workDir, err = os.MkdirTemp("", "datadog-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
@@ -76,11 +81,12 @@ func startVault(workDir string) (*vaultServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	pluginDir := filepath.Join(workDir, "plugins")
+	pluginDir = filepath.Join(workDir, "plugins")
 	sum, err := buildPlugin(pluginDir)
 	if err != nil {
 		return nil, err
 	}
+	pluginSHA256 = sum
 	port, err := freePort()
 	if err != nil {
 		return nil, err
