@@ -40,6 +40,10 @@ type datadogBackend struct {
 	// so that the rollback reads each such record once, not every minute.
 	issuedRecords sync.Map
 
+	started     time.Time
+	tidyLock    sync.Mutex
+	tidyRunning *tidyStatus // the running or last tidy
+
 	scopesLock    sync.Mutex
 	scopes        map[string]bool
 	scopesFetched time.Time
@@ -49,6 +53,7 @@ type datadogBackend struct {
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := newBackend()
 	b.marker = mountMarker(conf.BackendUUID)
+	b.started = time.Now()
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
@@ -62,12 +67,13 @@ func newBackend() *datadogBackend {
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: []string{configPath},
-			LocalStorage:    []string{recordPrefix},
+			LocalStorage:    []string{recordPrefix, tidyStatusPath},
 		},
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b)},
 			pathRoles(b),
 			[]*framework.Path{pathCreds(b)},
+			pathTidy(b),
 		),
 		Secrets:        credentialSecrets(b),
 		PeriodicFunc:   b.periodicFunc,

@@ -155,11 +155,22 @@ func (b *datadogBackend) deleteObjects(ctx context.Context, sess *session, objec
 		for _, id := range ids {
 			o.ID = id
 			if err := sess.client.Delete(ctx, o); err != nil && !errors.Is(err, errNotFound) {
-				errs = append(errs, fmt.Errorf("error deleting Datadog %s %s (%s): %w", describeKind(o.Kind), id, o.Name, err))
+				errs = append(errs, fmt.Errorf("error deleting Datadog %s %s (%s): %w%s", describeKind(o.Kind), id, o.Name, err, refusalHint(err, o, sess.cfg)))
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// refusalHint explains a 401 or 403 to a deletion: Datadog refused the
+// engine's own credentials, which an operator must fix in config.
+func refusalHint(err error, o datadogObject, cfg *datadogConfig) string {
+	if !refused(err) || errors.Is(err, errNotVisible) {
+		return ""
+	}
+	return fmt.Sprintf(" (Datadog refused the engine's own keys, config's api_key ...%s and app_key ...%s of user %s: they were revoked, "+
+		"or lack %s; the lease is kept, and its revocation succeeds once config holds working keys)",
+		last4(cfg.APIKey), last4(cfg.AppKey), cfg.OwnerID, deletePermission(o, cfg.OwnerID))
 }
 
 func (b *datadogBackend) revokeCredential(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
@@ -236,6 +247,13 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 	resp := &logical.Response{Secret: req.Secret}
 	resp.Secret.TTL = role.TTL
 	resp.Secret.MaxTTL = b.leaseMaxTTL(role, objects, req.Secret.IssueTime)
+	// The lease never outlives what its record promised at issue, even if
+	// the role's max_ttl grew since: tidy relies on it.
+	if ends, err := time.Parse(time.RFC3339Nano, fmt.Sprint(req.Secret.InternalData["lease_ends"])); err == nil {
+		if limit := ends.Sub(req.Secret.IssueTime); resp.Secret.MaxTTL == 0 || resp.Secret.MaxTTL > limit {
+			resp.Secret.MaxTTL = limit
+		}
+	}
 	return resp, nil
 }
 
@@ -271,6 +289,17 @@ func (issued roleBinding) mismatch(now roleBinding) string {
 // error, because Vault prints a renew's error response as a struct dump.
 func renewRefused(format string, args ...interface{}) error {
 	return logical.CodedError(http.StatusBadRequest, "cannot renew: "+fmt.Sprintf(format, args...))
+}
+
+// leaseEnds is the latest a lease issued at issued can last: its max TTL,
+// which Vault caps at the mount's max lease TTL, plus a minute for Vault to
+// register the lease (its issue time comes after ours).
+func (b *datadogBackend) leaseEnds(role *datadogRole, objects []datadogObject, issued time.Time) time.Time {
+	maxTTL := b.leaseMaxTTL(role, objects, issued)
+	if mount := b.System().MaxLeaseTTL(); maxTTL == 0 || maxTTL > mount {
+		maxTTL = mount
+	}
+	return issued.Add(maxTTL + time.Minute)
 }
 
 // leaseMaxTTL is the role's max TTL, shortened so that the lease never

@@ -1,8 +1,10 @@
 package backend
 
 import (
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -79,5 +81,55 @@ func TestHelpDescribesEveryCredentialKind(t *testing.T) {
 				t.Errorf("%s help does not mention %s", name, want)
 			}
 		}
+	}
+}
+
+// Raising a role's max_ttl does not stretch leases issued before: the
+// engine's record says when each lease ends at the latest, and tidy
+// relies on it.
+func TestRenewNeverPassesTheLeaseEndRecordedAtIssue(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "ttl": "10m", "max_ttl": "1h"})
+	creds := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
+	env.mustDo(t, logical.UpdateOperation, "roles/r", map[string]interface{}{"max_ttl": "3h"})
+	renewed, err := env.renew(t, creds)
+	if err != nil || renewed.IsError() {
+		t.Fatalf("renew: %v %v", err, renewed)
+	}
+	if renewed.Secret.MaxTTL > time.Hour+time.Minute {
+		t.Errorf("renewed lease max TTL %s, want at most the 1h (and a minute) recorded at issue", renewed.Secret.MaxTTL)
+	}
+}
+
+// The engine's own application key revoked in Datadog: revocations fail
+// with an error that says so, Vault keeps the leases, and they succeed once
+// config holds a working key.
+func TestRevocationWithTheRootKeyRevokedInDatadog(t *testing.T) {
+	env := newTestEnv(t)
+	status, key := env.rootCall(t, http.MethodPost, "/api/v2/current_user/application_keys",
+		`{"data":{"type":"application_keys","attributes":{"name":"engine key"}}}`)
+	if status != http.StatusCreated {
+		t.Fatalf("creating the engine's key: %d", status)
+	}
+	env.mustDo(t, logical.CreateOperation, "config", map[string]interface{}{"api_key": env.emu.APIKey(), "app_key": secretOf(key), "api_url": env.url})
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
+	creds := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
+
+	env.emu.DeleteKey(key["data"].(map[string]interface{})["id"].(string))
+	_, err := env.revoke(t, creds)
+	if err == nil || !strings.Contains(err.Error(), "refused the engine's own keys") || !strings.Contains(err.Error(), "lease is kept") {
+		t.Fatalf("revocation with a revoked root key: %v; want an error saying the engine's keys were refused", err)
+	}
+	if n := len(env.issuedKeys()); n != 2 {
+		t.Fatalf("%d keys left, want the lease's 2 still there", n)
+	}
+
+	env.mustDo(t, logical.UpdateOperation, "config", map[string]interface{}{"app_key": env.emu.AppKey()})
+	if _, err := env.revoke(t, creds); err != nil {
+		t.Fatalf("revocation once config is fixed: %v", err)
+	}
+	if left := env.issuedKeys(); len(left) != 0 {
+		t.Errorf("keys left: %v", left)
 	}
 }

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -58,6 +59,9 @@ type datadogAPI interface {
 	// FindByName returns the IDs of the objects of o's kind and owner whose
 	// name is exactly o.Name and that were created at or after createdAfter.
 	FindByName(ctx context.Context, o datadogObject, createdAfter time.Time) ([]string, error)
+	// List returns the objects of o's kind and owner whose name contains
+	// o.Name, reading at most maxPages pages of 100.
+	List(ctx context.Context, o datadogObject, maxPages int) ([]listedObject, error)
 }
 
 type identity struct {
@@ -516,47 +520,57 @@ func (c *datadogClient) Delete(ctx context.Context, o datadogObject) error {
 // name could match many objects, and a look-up runs inside a request or a
 // rollback that must end.
 const (
-	findPageSize = 100 // the largest page Datadog serves
+	listPageSize = 100 // the largest page Datadog serves
 	findMaxPages = 10
 	findTimeout  = 30 * time.Second
 )
 
-// listed is one entry of a listing: what FindByName compares.
-type listed struct {
-	id, name, owner string // owner "" when the listing does not say
-	createdAt       time.Time
+// listedObject is one entry of a listing.
+type listedObject struct {
+	datadogObject           // Owner "" when the listing does not say
+	CreatedAt     time.Time // zero when it does not parse
 }
 
 func (c *datadogClient) FindByName(ctx context.Context, o datadogObject, createdAfter time.Time) ([]string, error) {
-	if o.Kind == kindPersonalAccessToken && !c.ownedBySelf(o) {
-		return nil, fmt.Errorf("personal access tokens of user %s, looked up by user %s: %w", o.Owner, c.self, errNotVisible)
-	}
 	ctx, cancel := context.WithTimeout(ctx, findTimeout)
 	defer cancel()
+	entries, err := c.List(ctx, o, findMaxPages)
+	if err != nil {
+		return nil, err
+	}
 	var ids []string
-	for page := int64(0); page < findMaxPages; page++ {
+	for _, e := range entries {
+		if e.Name == o.Name && (e.Owner == "" || o.Owner == "" || e.Owner == o.Owner) && !e.CreatedAt.Before(createdAfter) {
+			ids = append(ids, e.ID)
+		}
+	}
+	return ids, nil
+}
+
+func (c *datadogClient) List(ctx context.Context, o datadogObject, maxPages int) ([]listedObject, error) {
+	if o.Kind == kindPersonalAccessToken && !c.ownedBySelf(o) {
+		return nil, fmt.Errorf("personal access tokens of user %s, listed by user %s: %w", o.Owner, c.self, errNotVisible)
+	}
+	var all []listedObject
+	for page := int64(0); page < int64(maxPages); page++ {
 		entries, err := c.listPage(ctx, o, page)
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range entries {
-			if e.name == o.Name && (e.owner == "" || o.Owner == "" || e.owner == o.Owner) && !e.createdAt.Before(createdAfter) {
-				ids = append(ids, e.id)
-			}
-		}
-		if len(entries) < findPageSize {
-			return ids, nil
+		all = append(all, entries...)
+		if len(entries) < listPageSize {
+			return all, nil
 		}
 	}
-	return nil, fmt.Errorf("more than %d Datadog objects match the name %q; not deleting any by name", findMaxPages*findPageSize, o.Name)
+	return nil, fmt.Errorf("more than %d Datadog %ss match the name %q; not acting on any of them", maxPages*listPageSize, describeKind(o.Kind), o.Name)
 }
 
 // listPage lists one page of objects of o's kind (and owner) whose name
 // contains o.Name.
-func (c *datadogClient) listPage(ctx context.Context, o datadogObject, page int64) ([]listed, error) {
-	var entries []listed
+func (c *datadogClient) listPage(ctx context.Context, o datadogObject, page int64) ([]listedObject, error) {
+	var entries []listedObject
 	add := func(id, name, owner string, created time.Time) {
-		entries = append(entries, listed{id: id, name: name, owner: owner, createdAt: created})
+		entries = append(entries, listedObject{datadogObject{Kind: o.Kind, ID: id, Name: name, Owner: owner, Home: o.Home}, created})
 	}
 	err := c.call(ctx, describeKind(o.Kind)+" listing", true, func(ctx context.Context) (*http.Response, error) {
 		entries = entries[:0]
@@ -567,13 +581,13 @@ func (c *datadogClient) listPage(ctx context.Context, o datadogObject, page int6
 			var err error
 			switch {
 			case o.Kind == kindServiceAccountApplicationKey:
-				opts := datadogV2.NewListServiceAccountApplicationKeysOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
+				opts := datadogV2.NewListServiceAccountApplicationKeysOptionalParameters().WithFilter(o.Name).WithPageSize(listPageSize).WithPageNumber(page)
 				out, resp, err = c.serviceAccounts.ListServiceAccountApplicationKeys(ctx, o.Owner, *opts)
 			case c.ownedBySelf(o):
-				opts := datadogV2.NewListCurrentUserApplicationKeysOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
+				opts := datadogV2.NewListCurrentUserApplicationKeysOptionalParameters().WithFilter(o.Name).WithPageSize(listPageSize).WithPageNumber(page)
 				out, resp, err = c.keys.ListCurrentUserApplicationKeys(ctx, *opts)
 			default:
-				opts := datadogV2.NewListApplicationKeysOptionalParameters().WithFilter(o.Name).WithFilterOwnedBy(o.Owner).WithPageSize(findPageSize).WithPageNumber(page)
+				opts := datadogV2.NewListApplicationKeysOptionalParameters().WithFilter(o.Name).WithFilterOwnedBy(o.Owner).WithPageSize(listPageSize).WithPageNumber(page)
 				out, resp, err = c.keys.ListApplicationKeys(ctx, *opts)
 			}
 			for _, k := range out.GetData() {
@@ -584,7 +598,7 @@ func (c *datadogClient) listPage(ctx context.Context, o datadogObject, page int6
 			}
 			return resp, err
 		case kindPersonalAccessToken:
-			opts := datadogV2.NewListPersonalAccessTokensOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
+			opts := datadogV2.NewListPersonalAccessTokensOptionalParameters().WithFilter(o.Name).WithFilterOwnedBy([]string{cmp.Or(o.Owner, c.self)}).WithPageSize(listPageSize).WithPageNumber(page)
 			out, resp, err := c.keys.ListPersonalAccessTokens(ctx, *opts)
 			for _, t := range out.GetData() {
 				attrs := t.GetAttributes()
@@ -594,15 +608,15 @@ func (c *datadogClient) listPage(ctx context.Context, o datadogObject, page int6
 			}
 			return resp, err
 		case kindServiceAccessToken:
-			opts := datadogV2.NewListServiceAccountAccessTokensOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
+			opts := datadogV2.NewListServiceAccountAccessTokensOptionalParameters().WithFilter(o.Name).WithPageSize(listPageSize).WithPageNumber(page)
 			out, resp, err := c.serviceAccounts.ListServiceAccountAccessTokens(ctx, o.Owner, *opts)
 			for _, t := range out.GetData() {
 				attrs := t.GetAttributes()
-				add(t.GetId(), attrs.GetName(), "", attrs.GetCreatedAt())
+				add(t.GetId(), attrs.GetName(), o.Owner, attrs.GetCreatedAt())
 			}
 			return resp, err
 		case kindAPIKey:
-			opts := datadogV2.NewListAPIKeysOptionalParameters().WithFilter(o.Name).WithPageSize(findPageSize).WithPageNumber(page)
+			opts := datadogV2.NewListAPIKeysOptionalParameters().WithFilter(o.Name).WithPageSize(listPageSize).WithPageNumber(page)
 			out, resp, err := c.keys.ListAPIKeys(ctx, *opts)
 			for _, k := range out.GetData() {
 				attrs := k.GetAttributes()

@@ -36,6 +36,8 @@ type datadogConfig struct {
 	AllowedScopes []string `json:"allowed_scopes,omitempty"`
 	// RequestTimeout bounds each HTTP call to Datadog; 0 means the default.
 	RequestTimeout time.Duration `json:"request_timeout,omitempty"`
+	// TidyInterval is how often the engine tidies by itself; 0: never.
+	TidyInterval time.Duration `json:"tidy_interval"`
 }
 
 // Bounds of request_timeout.
@@ -138,6 +140,10 @@ func pathConfig(b *datadogBackend) *framework.Path {
 				Description: "Timeout of each HTTP call to Datadog, such as 10s; default 30s, at most 5m. A creds request " +
 					"gets four times this for its Datadog calls, and its write-ahead log entry is rolled back once it is surely over.",
 			},
+			"tidy_interval": {
+				Type:        framework.TypeDurationSecond,
+				Description: "How often the engine runs tidy by itself, such as 1h (the default when config is created); 0 turns it off.",
+			},
 			"force": {
 				Type: framework.TypeBool,
 				Description: "Write or delete config even though outstanding leases hold Datadog keys that the new " +
@@ -208,6 +214,7 @@ func (b *datadogBackend) pathConfigRead(ctx context.Context, req *logical.Reques
 		"app_key_last4":   last4(cfg.AppKey),
 		"allowed_scopes":  append([]string{}, cfg.AllowedScopes...), // [] rather than null when unset
 		"request_timeout": int64(cfg.requestTimeout().Seconds()),
+		"tidy_interval":   int64(cfg.TidyInterval.Seconds()),
 	}}, nil
 }
 
@@ -216,7 +223,7 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 	if err != nil {
 		return nil, err
 	}
-	cfg := &datadogConfig{Site: defaultSite}
+	cfg := &datadogConfig{Site: defaultSite, TidyInterval: defaultTidyInterval}
 	if previous != nil {
 		copied := *previous
 		cfg = &copied
@@ -239,6 +246,9 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 	if v, ok := d.GetOk("request_timeout"); ok {
 		cfg.RequestTimeout = time.Duration(v.(int)) * time.Second
 	}
+	if v, ok := d.GetOk("tidy_interval"); ok {
+		cfg.TidyInterval = time.Duration(v.(int)) * time.Second
+	}
 
 	switch {
 	case cfg.APIKey == "":
@@ -249,6 +259,8 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 		return logical.ErrorResponse("site %q is not a Datadog site; allowed: %s", cfg.Site, strings.Join(datadogSites(), ", ")), nil
 	case cfg.RequestTimeout < 0 || cfg.RequestTimeout > maxRequestTimeout || cfg.RequestTimeout > 0 && cfg.RequestTimeout < time.Second:
 		return logical.ErrorResponse("request_timeout %s is not allowed: give between 1s and %s (0 for the default %s)", cfg.RequestTimeout, maxRequestTimeout, defaultRequestTimeout), nil
+	case cfg.TidyInterval < 0:
+		return logical.ErrorResponse("tidy_interval must not be negative (0 turns periodic tidy off)"), nil
 	}
 	if cfg.APIURL != "" {
 		if _, _, err := parseAPIURL(cfg.APIURL); err != nil {

@@ -89,6 +89,7 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 	if kind.withAPIKey && role.APIKeyMode == apiKeyModeDynamic {
 		rec.Objects = append(rec.Objects, datadogObject{Kind: kindAPIKey, Name: name, Owner: cfg.OwnerID, Home: cfg.home()})
 	}
+	rec.LeaseEnds = b.leaseEnds(role, rec.Objects, now).UTC()
 
 	secrets, resp, err := b.createObjects(ctx, req.Storage, sess, rec, role.Scopes)
 	if resp != nil || err != nil {
@@ -117,10 +118,11 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 		data["api_key"] = cfg.APIKey
 	}
 	internal := map[string]interface{}{
-		"role":    roleName,
-		"record":  rec.ID,
-		"objects": rec.Objects,
-		"binding": role.binding(),
+		"role":       roleName,
+		"record":     rec.ID,
+		"objects":    rec.Objects,
+		"binding":    role.binding(),
+		"lease_ends": rec.LeaseEnds.Format(time.RFC3339Nano),
 	}
 	resp = b.Secret(secretType(kind.name)).Response(data, internal)
 	resp.Secret.TTL = role.TTL

@@ -216,11 +216,15 @@ type faultyClient struct {
 	failTimes   int              // how many creates fail before they pass again; 0: all
 	commitFirst bool             // the create reaches Datadog, then the answer is lost
 	deleteFails error
+	crashOn     string          // a create of this kind takes the plugin down (panics)
 	creates     []datadogObject // every create asked for
 }
 
 func (f *faultyClient) Create(ctx context.Context, o datadogObject, scopes []string) (createdObject, error) {
 	f.creates = append(f.creates, o)
+	if o.Kind == f.crashOn {
+		panic("the plugin process dies")
+	}
 	if err := f.createFails[o.Kind]; err != nil {
 		if f.failTimes > 0 {
 			if f.failTimes--; f.failTimes == 0 {

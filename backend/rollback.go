@@ -39,6 +39,9 @@ type credentialRecord struct {
 	// RequestEnds is when the request that wrote the record is over,
 	// whatever happened to it: its WAL entry may be rolled back after.
 	RequestEnds time.Time `json:"request_ends"`
+	// LeaseEnds is the latest its lease can end, renewals included: after
+	// it, tidy may delete what the lease still holds.
+	LeaseEnds time.Time `json:"lease_ends"`
 }
 
 // rollbackDue reports whether a WAL entry's request is surely over.
@@ -101,7 +104,8 @@ func records(ctx context.Context, s logical.Storage) ([]*credentialRecord, error
 }
 
 // periodicFunc runs on Vault's rollback timer (every minute) and once more
-// when the mount is disabled.
+// when the mount is disabled: it rolls back WAL entries, and starts a tidy
+// when one is due.
 func (b *datadogBackend) periodicFunc(ctx context.Context, req *logical.Request) error {
 	// Where Vault's AWS engine skips its rollback: on performance standbys
 	// (the active node rolls back) and performance secondaries (the primary
@@ -109,7 +113,7 @@ func (b *datadogBackend) periodicFunc(ctx context.Context, req *logical.Request)
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
-	return b.rollback(ctx, req)
+	return errors.Join(b.rollback(ctx, req), b.periodicTidy(ctx, req.Storage))
 }
 
 // rollback replays the WAL entries of creds requests that did not issue a

@@ -230,3 +230,50 @@ func TestRollbackWaitsForTheRequestToEnd(t *testing.T) {
 		t.Errorf("WAL entries left once the request was over: %v", got)
 	}
 }
+
+// The plugin dies after creating the application key and before the lease
+// is recorded: the next plugin process rolls the request back once the
+// request is surely over.
+func TestCrashAfterCreateBeforeTheLeaseIsRecorded(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
+	env.injectFaults(&faultyClient{crashOn: kindAPIKey})
+	func() {
+		defer func() { recover() }()
+		env.do(t, logical.ReadOperation, "creds/r", nil)
+		t.Fatal("the creds request did not crash")
+	}()
+	if n := len(env.issuedKeys()); n != 1 {
+		t.Fatalf("%d keys in Datadog after the crash, want the application key", n)
+	}
+
+	// A new plugin process on the same storage; the request's time is up.
+	conf := logical.TestBackendConfig()
+	conf.BackendUUID = "4f6b0e0c-1d2a-4c1e-9a53-" + t.Name()
+	conf.StorageView = env.storage
+	conf.System = &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
+	restarted, err := Factory(context.Background(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.b = restarted.(*datadogBackend)
+	ids := env.walIDs(t)
+	if len(ids) != 1 {
+		t.Fatalf("WAL entries after the crash: %v, want the request's", ids)
+	}
+	env.rollbackOnSchedule(t)
+	if n := len(env.issuedKeys()); n != 1 {
+		t.Fatalf("the rollback ran before the request's time was up")
+	}
+	rec, _ := getRecord(context.Background(), env.storage, ids[0])
+	rec.RequestEnds = time.Now().Add(-time.Second)
+	putRecord(context.Background(), env.storage, rec)
+	env.rollbackOnSchedule(t)
+	if left := env.issuedKeys(); len(left) != 0 {
+		t.Errorf("keys left after the rollback: %v", left)
+	}
+	if ids := env.walIDs(t); len(ids) != 0 {
+		t.Errorf("WAL entries left: %v", ids)
+	}
+}

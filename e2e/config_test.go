@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -92,4 +93,39 @@ func TestConfigChangesThatStrandLeasesAreRefused(t *testing.T) {
 		t.Fatalf("revoking once config is fixed: %v", err)
 	}
 	dd.waitKeysGone(t, 10*time.Second, keyID)
+}
+
+// TestRootKeyRevokedInDatadog: the engine's own application key is revoked
+// in Datadog. Revocations fail with an error that says so and Vault keeps
+// the lease; once config holds a working key, the revocation succeeds.
+func TestRootKeyRevokedInDatadog(t *testing.T) {
+	t.Parallel()
+	dd := startDatadog(t)
+	client := newClient(t)
+	mount := mountPath(t)
+	enableEngine(t, client, mount, dd)
+	status, key := dd.do(t, http.MethodPost, "/api/v2/current_user/application_keys",
+		`{"data":{"type":"application_keys","attributes":{"name":"engine key"}}}`, dd.root())
+	if status != http.StatusCreated {
+		t.Fatalf("creating the engine's key: HTTP %d", status)
+	}
+	attrs := key["data"].(map[string]any)["attributes"].(map[string]any)
+	write(t, client, mount+"/config", map[string]any{"api_key": dd.APIKey(), "app_key": attrs["key"], "api_url": dd.URL})
+	write(t, client, mount+"/roles/r", map[string]any{"scopes": "dashboards_read"})
+	creds := readCreds(t, client, mount+"/creds/r")
+
+	dd.DeleteKey(key["data"].(map[string]any)["id"].(string))
+	err := client.Sys().Revoke(creds.LeaseID)
+	if err == nil || !strings.Contains(err.Error(), "refused the engine's own keys") {
+		t.Fatalf("revocation with the engine's key revoked: %v; want an error saying Datadog refused the engine's keys", err)
+	}
+	if _, err := client.Sys().Lookup(creds.LeaseID); err != nil {
+		t.Fatalf("the lease was dropped: %v", err)
+	}
+
+	configure(t, client, mount, dd)
+	if err := client.Sys().Revoke(creds.LeaseID); err != nil {
+		t.Fatalf("revocation once config is fixed: %v", err)
+	}
+	dd.waitKeysGone(t, 10*time.Second, str(t, creds.Data, "application_key_id"), str(t, creds.Data, "api_key_id"))
 }

@@ -1,0 +1,440 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Tidy is the safety net for what escapes revocation and rollback: it
+// lists the credentials this mount made that still exist in Datadog (their
+// names end with the mount's marker and a record id) and deletes those no
+// record accounts for, or whose lease ended longer ago than the safety
+// buffer. It drops records whose objects are gone.
+const (
+	tidyStatusPath       = "tidy/status"
+	defaultSafetyBuffer  = time.Hour
+	defaultTidyInterval  = time.Hour
+	tidyTimeout          = 30 * time.Minute
+	tidyMaxPages         = 100 // of 100 objects, per kind and owner
+	tidyCandidatesListed = 100 // in the status, for a dry run to show
+)
+
+// tidyStatus is what tidy/status shows of the last run.
+type tidyStatus struct {
+	State      string                `json:"state"` // running, finished, error
+	StartedAt  time.Time             `json:"started_at"`
+	FinishedAt time.Time             `json:"finished_at,omitempty"`
+	DryRun     bool                  `json:"dry_run"`
+	Buffer     time.Duration         `json:"safety_buffer"`
+	Found      int                   `json:"found"`   // credentials to delete
+	Deleted    int                   `json:"deleted"` // of those, deleted
+	Failed     int                   `json:"failed"`  // of those, not deleted: an error
+	Dropped    int                   `json:"dropped"` // records whose objects were gone
+	ByKind     map[string]*tidyCount `json:"by_kind"`
+	Candidates []tidyCandidate       `json:"candidates"`
+	Error      string                `json:"error,omitempty"`
+
+	mu   sync.Mutex // the run updates the status while tidy/status reads it
+	errs []error
+}
+
+type tidyCount struct {
+	Found   int `json:"found"`
+	Deleted int `json:"deleted"`
+	Failed  int `json:"failed"`
+}
+
+type tidyCandidate struct {
+	Kind   string `json:"kind"`
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
+}
+
+func pathTidy(b *datadogBackend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern: "tidy$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationVerb:   "tidy",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"dry_run": {
+					Type:        framework.TypeBool,
+					Description: "Only report what would be deleted (in tidy/status), deleting nothing.",
+				},
+				"safety_buffer": {
+					Type:        framework.TypeDurationSecond,
+					Default:     int(defaultSafetyBuffer.Seconds()),
+					Description: "How long after a lease's latest end its credentials are left alone, such as 1h (the default).",
+				},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback: b.pathTidyWrite,
+					Responses: map[int][]framework.Response{
+						http.StatusAccepted: {{Description: "Tidy started; see tidy/status."}},
+					},
+					Summary:                     "Delete credentials of this mount that no lease accounts for.",
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+			},
+			HelpSynopsis:    pathTidyHelpSyn,
+			HelpDescription: pathTidyHelpDesc,
+		},
+		{
+			Pattern: "tidy/status$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationSuffix: "tidy-status",
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: &framework.PathOperation{
+					Callback: b.pathTidyStatusRead,
+					Summary:  "The last tidy run: when, how long, what it found and deleted.",
+				},
+			},
+			HelpSynopsis:    "Show the last tidy run.",
+			HelpDescription: "Shows when the last tidy ran, how long it took, what it found, deleted and failed to delete, per credential kind, and, for a dry run, the credentials it would delete.",
+		},
+	}
+}
+
+func (b *datadogBackend) pathTidyWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	buffer := time.Duration(d.Get("safety_buffer").(int)) * time.Second
+	if buffer < 0 {
+		return logical.ErrorResponse("safety_buffer must not be negative"), nil
+	}
+	sess, err := b.session(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if sess == nil {
+		return logical.ErrorResponse(errNotConfigured.Error()), nil
+	}
+	if !b.startTidy(req.Storage, sess, d.Get("dry_run").(bool), buffer) {
+		return logical.ErrorResponse("a tidy is already running; see tidy/status"), nil
+	}
+	resp := &logical.Response{}
+	resp.AddWarning("Tidy started in the background; read tidy/status for its result.")
+	return logical.RespondWithStatusCode(resp, req, http.StatusAccepted)
+}
+
+func (b *datadogBackend) pathTidyStatusRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	status, err := b.lastTidy(ctx, req.Storage)
+	if err != nil || status == nil {
+		return nil, err
+	}
+	data := map[string]interface{}{
+		"state":         status.State,
+		"started_at":    status.StartedAt.Format(time.RFC3339),
+		"dry_run":       status.DryRun,
+		"safety_buffer": int64(status.Buffer.Seconds()),
+		"found":         status.Found,
+		"deleted":       status.Deleted,
+		"failed":        status.Failed,
+		"dropped":       status.Dropped,
+		"by_kind":       status.ByKind,
+		"candidates":    status.Candidates,
+		"error":         status.Error,
+	}
+	if !status.FinishedAt.IsZero() {
+		data["finished_at"] = status.FinishedAt.Format(time.RFC3339)
+		data["duration_seconds"] = status.FinishedAt.Sub(status.StartedAt).Seconds()
+	}
+	return &logical.Response{Data: data}, nil
+}
+
+// startTidy runs a tidy in the background unless one is running; it
+// reports whether it started one.
+func (b *datadogBackend) startTidy(s logical.Storage, sess *session, dryRun bool, buffer time.Duration) bool {
+	b.tidyLock.Lock()
+	defer b.tidyLock.Unlock()
+	if b.tidyRunning != nil && b.tidyRunning.State == "running" {
+		return false
+	}
+	status := &tidyStatus{State: "running", StartedAt: time.Now().UTC(), DryRun: dryRun, Buffer: buffer, ByKind: map[string]*tidyCount{}}
+	b.tidyRunning = status
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), tidyTimeout)
+		defer cancel()
+		b.tidy(ctx, s, sess, status)
+	}()
+	return true
+}
+
+// lastTidy is the running or last tidy, from memory or, after a restart,
+// from storage.
+func (b *datadogBackend) lastTidy(ctx context.Context, s logical.Storage) (*tidyStatus, error) {
+	b.tidyLock.Lock()
+	defer b.tidyLock.Unlock()
+	if b.tidyRunning != nil {
+		return b.tidyRunning.snapshot(), nil
+	}
+	entry, err := s.Get(ctx, tidyStatusPath)
+	if err != nil || entry == nil {
+		return nil, err
+	}
+	status := new(tidyStatus)
+	if err := entry.DecodeJSON(status); err != nil {
+		return nil, fmt.Errorf("error reading the last tidy's status: %w", err)
+	}
+	b.tidyRunning = status
+	return status.snapshot(), nil
+}
+
+func (s *tidyStatus) snapshot() *tidyStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := &tidyStatus{State: s.State, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, DryRun: s.DryRun, Buffer: s.Buffer,
+		Found: s.Found, Deleted: s.Deleted, Failed: s.Failed, Dropped: s.Dropped, Error: s.Error, ByKind: map[string]*tidyCount{}}
+	for k, c := range s.ByKind {
+		copied := *c
+		out.ByKind[k] = &copied
+	}
+	out.Candidates = append([]tidyCandidate{}, s.Candidates...)
+	return out
+}
+
+// tidy does one run and stores its status.
+func (b *datadogBackend) tidy(ctx context.Context, s logical.Storage, sess *session, status *tidyStatus) {
+	err := b.tidyRun(ctx, s, sess, status)
+	status.mu.Lock()
+	status.FinishedAt = time.Now().UTC()
+	status.State = "finished"
+	if err = errors.Join(append(status.errs, err)...); err != nil {
+		status.State, status.Error = "error", err.Error()
+	}
+	status.mu.Unlock()
+	b.Logger().Info("tidy finished", "dry_run", status.DryRun, "found", status.Found, "deleted", status.Deleted,
+		"failed", status.Failed, "dropped", status.Dropped, "duration", status.FinishedAt.Sub(status.StartedAt), "error", err)
+	entry, perr := logical.StorageEntryJSON(tidyStatusPath, status.snapshot())
+	if perr == nil {
+		perr = s.Put(ctx, entry)
+	}
+	if perr != nil {
+		b.Logger().Error("error storing the tidy status", "error", perr)
+	}
+}
+
+func (b *datadogBackend) tidyRun(ctx context.Context, s logical.Storage, sess *session, status *tidyStatus) error {
+	// Whose credentials to list: those the records name, the configured
+	// identity's, and the service accounts of the roles.
+	before, err := records(ctx, s)
+	if err != nil {
+		return err
+	}
+	classes, err := b.tidyClasses(ctx, s, sess.cfg, before)
+	if err != nil {
+		return err
+	}
+
+	// Datadog is listed before any record is read for a decision: a
+	// credential listed here was created after its record was written, so
+	// a missing record means an orphan, never a request in flight.
+	listed := map[string]bool{} // kind/id of what Datadog holds of this mount
+	for _, class := range classes {
+		objects, err := sess.client.List(ctx, class, tidyMaxPages)
+		if err != nil {
+			status.mu.Lock()
+			status.errs = append(status.errs, fmt.Errorf("listing Datadog %ss of %s: %w", describeKind(class.Kind), cmpOwner(class.Owner), err))
+			status.mu.Unlock()
+			continue
+		}
+		for _, o := range objects {
+			marker, recordID, ours := parseName(o.Name)
+			if !ours || marker != b.marker {
+				continue // never another mount's, nor anything the engine did not name
+			}
+			listed[o.Kind+"/"+o.ID] = true
+			reason, err := b.tidyReason(ctx, s, recordID, status.Buffer)
+			if err != nil {
+				return err
+			}
+			if reason != "" && b.tidyDelete(ctx, sess, status, o.datadogObject, reason) {
+				listed[o.Kind+"/"+o.ID] = false // its record, if any, may go below
+			}
+		}
+	}
+
+	// Records of leases whose objects are all gone (deleted out of band, or
+	// by this run) account for nothing any more. Absence from a listing is
+	// not proof (listings may lag behind creates: records younger than the
+	// buffer wait): each object is asked for by its id.
+	for _, rec := range before {
+		ended := time.Since(rec.LeaseEnds) > status.Buffer
+		if !rec.Issued || !ended && time.Since(rec.CreatedAt) < status.Buffer {
+			continue
+		}
+		gone := true
+		for _, o := range rec.Objects {
+			if listed[o.Kind+"/"+o.ID] || sess.cfg.reaches(o) != nil {
+				gone = false
+				break
+			}
+			exists, err := sess.client.Exists(ctx, o)
+			if err != nil || exists {
+				gone = false
+				break
+			}
+		}
+		if gone && !status.DryRun {
+			if err := b.deleteRecord(ctx, s, rec.ID); err != nil {
+				return err
+			}
+			status.mu.Lock()
+			status.Dropped++
+			status.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// tidyReason says why tidy deletes a credential of this mount whose name
+// carries recordID, or "" to leave it: it has no record, or its lease
+// ended longer ago than the buffer. WAL entries are the rollback's.
+func (b *datadogBackend) tidyReason(ctx context.Context, s logical.Storage, recordID string, buffer time.Duration) (string, error) {
+	rec, err := getRecord(ctx, s, recordID)
+	switch {
+	case err != nil:
+		return "", err
+	case rec == nil:
+		return "no lease or write-ahead log entry accounts for it", nil
+	case rec.Issued && !rec.LeaseEnds.IsZero() && time.Since(rec.LeaseEnds) > buffer:
+		return fmt.Sprintf("its lease ended at %s at the latest", rec.LeaseEnds.Format(time.RFC3339)), nil
+	}
+	return "", nil
+}
+
+// tidyDelete deletes one credential (or only counts it, in a dry run) and
+// reports whether it is gone.
+func (b *datadogBackend) tidyDelete(ctx context.Context, sess *session, status *tidyStatus, o datadogObject, reason string) bool {
+	status.mu.Lock()
+	count := status.ByKind[o.Kind]
+	if count == nil {
+		count = &tidyCount{}
+		status.ByKind[o.Kind] = count
+	}
+	status.Found++
+	count.Found++
+	if len(status.Candidates) < tidyCandidatesListed {
+		status.Candidates = append(status.Candidates, tidyCandidate{Kind: o.Kind, ID: o.ID, Name: o.Name, Reason: reason})
+	}
+	status.mu.Unlock()
+	if status.DryRun {
+		return false
+	}
+	err := sess.client.Delete(ctx, o)
+	status.mu.Lock()
+	defer status.mu.Unlock()
+	if err != nil && !errors.Is(err, errNotFound) {
+		status.Failed++
+		count.Failed++
+		status.errs = append(status.errs, fmt.Errorf("deleting Datadog %s %s (%s): %w", describeKind(o.Kind), o.ID, o.Name, err))
+		return false
+	}
+	status.Deleted++
+	count.Deleted++
+	b.Logger().Warn("tidy deleted a Datadog credential that escaped revocation and rollback", "kind", o.Kind, "id", o.ID, "name", o.Name, "reason", reason)
+	return true
+}
+
+// tidyClasses lists what to ask Datadog for: each kind, for each owner
+// whose credentials the engine may have made.
+func (b *datadogBackend) tidyClasses(ctx context.Context, s logical.Storage, cfg *datadogConfig, recs []*credentialRecord) ([]datadogObject, error) {
+	seen := map[string]bool{}
+	var classes []datadogObject
+	add := func(kind, owner string) {
+		if kind == kindAPIKey {
+			owner = "" // API keys are the organisation's: one listing
+		}
+		if key := kind + "/" + owner; !seen[key] {
+			seen[key] = true
+			classes = append(classes, datadogObject{Kind: kind, Owner: owner, Name: namePrefix, Home: cfg.home()})
+		}
+	}
+	add(kindApplicationKey, cfg.OwnerID)
+	add(kindPersonalAccessToken, cfg.OwnerID)
+	add(kindAPIKey, "")
+	for _, rec := range recs {
+		for _, o := range rec.Objects {
+			if cfg.reaches(o) == nil {
+				add(o.Kind, cmpOwner(o.Owner, cfg.OwnerID))
+			}
+		}
+	}
+	roles, err := s.List(ctx, rolePrefix)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range roles {
+		role, err := getRole(ctx, s, name)
+		if err != nil {
+			return nil, err
+		}
+		if role != nil && role.ServiceAccountID != "" {
+			add(role.CredentialType, role.ServiceAccountID)
+		}
+	}
+	sort.Slice(classes, func(i, j int) bool { return classes[i].Kind+classes[i].Owner < classes[j].Kind+classes[j].Owner })
+	return classes, nil
+}
+
+// cmpOwner is the first owner given, or "the organisation" for none.
+func cmpOwner(owners ...string) string {
+	for _, o := range owners {
+		if o != "" {
+			return o
+		}
+	}
+	return "the organisation"
+}
+
+// periodicTidy starts a tidy when tidy_interval has passed since the last
+// one started (or, before any, since the engine started).
+func (b *datadogBackend) periodicTidy(ctx context.Context, s logical.Storage) error {
+	sess, err := b.session(ctx, s)
+	if err != nil || sess == nil || sess.cfg.TidyInterval == 0 {
+		return err
+	}
+	last, err := b.lastTidy(ctx, s)
+	if err != nil {
+		return err
+	}
+	since := b.started
+	if last != nil {
+		since = last.StartedAt
+	}
+	if time.Since(since) >= sess.cfg.TidyInterval {
+		b.startTidy(s, sess, false, defaultSafetyBuffer)
+	}
+	return nil
+}
+
+const pathTidyHelpSyn = `Delete credentials of this mount that no lease accounts for.`
+
+const pathTidyHelpDesc = `
+Revocation and the write-ahead log rollback delete every credential the
+engine creates; tidy is the safety net for what escapes them anyway (a
+Datadog change applied long after an error, a lost lease). It lists the
+credentials in Datadog whose names carry this mount's marker and deletes
+those that no lease or write-ahead log entry accounts for, or whose lease
+ended longer ago than safety_buffer (default 1h). It never touches another
+mount's credentials, nor anything the engine did not name, nor a
+credential whose lease can still be live. Records of leases whose
+credentials were deleted outside Vault are dropped.
+
+It runs in the background: read tidy/status for the result. With dry_run it
+only reports what it would delete. The engine also runs it every
+tidy_interval (config; default 1h, 0 turns it off).
+`
