@@ -26,7 +26,7 @@ func TestCLISession(t *testing.T) {
 	config := cli(t, "read", "datadog/config")
 	for _, secret := range []string{dd.APIKey(), dd.AppKey()} {
 		if strings.Contains(config, secret) {
-			t.Errorf("vault read datadog/config shows a root key:\n%s", config)
+			t.Errorf("vault read datadog/config shows a root key:\n%s", redactSecrets(config))
 		}
 	}
 	if !strings.Contains(config, dd.APIKey()[len(dd.APIKey())-4:]) || !strings.Contains(config, dd.URL) {
@@ -81,13 +81,15 @@ func TestCLISession(t *testing.T) {
 	}
 }
 
-// cliSecret runs a vault command with -format=json and decodes its secret.
+// cliSecret runs a vault command with -format=json and decodes its secret,
+// recording the credentials it holds, if any.
 func cliSecret(t *testing.T, args ...string) *api.Secret {
 	t.Helper()
 	out := cli(t, args...)
 	var secret api.Secret
 	if err := json.Unmarshal([]byte(out), &secret); err != nil {
-		t.Fatalf("vault %s: output is not a secret: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatalf("vault %s: output is not a secret: %v\n%s", redactSecrets(strings.Join(args, " ")), err, redactSecrets(out))
 	}
+	noteIssuedCredentials(secret.Data)
 	return &secret
 }

@@ -71,9 +71,11 @@ func TestConfigChangesThatStrandLeasesAreRefused(t *testing.T) {
 	if warnings := strings.Join(forced.Warnings, "\n"); !strings.Contains(warnings, keyID) {
 		t.Errorf("forced config change does not name the key it leaves behind:\n%s", warnings)
 	}
-	if err := client.Sys().Revoke(creds.LeaseID); err == nil {
+	err = client.Sys().Revoke(creds.LeaseID)
+	if err == nil {
 		t.Error("revocation reported success for a key the configured identity cannot delete")
 	}
+	noteError(err)
 	if _, ok := dd.key(keyID); !ok {
 		t.Fatal("the key vanished")
 	}
@@ -83,7 +85,9 @@ func TestConfigChangesThatStrandLeasesAreRefused(t *testing.T) {
 
 	// The CLI sends force as a query parameter.
 	cli(t, "delete", mount+"/config", "force=true")
-	if err := client.Sys().Revoke(creds.LeaseID); err == nil || !strings.Contains(err.Error(), "not configured") {
+	err = client.Sys().Revoke(creds.LeaseID)
+	noteError(err)
+	if err == nil || !strings.Contains(err.Error(), "not configured") {
 		t.Errorf("revocation without config: %v, want an error saying the engine is not configured", err)
 	}
 

@@ -31,6 +31,7 @@ func TestCredsAreDeletedWhenTheLeaseExpires(t *testing.T) {
 	// after the keys are gone.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if _, err := client.Sys().Lookup(creds.LeaseID); err != nil {
+			noteError(err)
 			break
 		}
 		if time.Now().After(deadline) {

@@ -43,8 +43,8 @@ func TestDatadogFailuresLeaveNoKeyBehind(t *testing.T) {
 			if _, err := dd.AddFault(fault); err != nil {
 				t.Fatal(err)
 			}
-			if secret, err := client.Logical().Read(mount + "/creds/r"); err == nil {
-				t.Fatalf("creds read succeeded through the fault: %+v", secret)
+			if secret, err := tryReadCreds(client, mount+"/creds/r"); err == nil {
+				t.Fatalf("creds read succeeded through the fault: lease %s", secret.LeaseID)
 			}
 			if live := dd.liveVaultKeys(); len(live) != 0 {
 				t.Errorf("keys left in Datadog after the failed request: %+v", live)
@@ -66,9 +66,11 @@ func TestFailedRevocationIsRetried(t *testing.T) {
 	if _, err := dd.AddFault(emulator.Fault{Operation: "DeleteCurrentUserApplicationKey", Action: emulator.FaultError, Status: http.StatusForbidden, Times: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := client.Sys().Revoke(creds.LeaseID); err == nil {
+	err := client.Sys().Revoke(creds.LeaseID)
+	if err == nil {
 		t.Fatal("revocation reported success while Datadog refused it")
 	}
+	noteError(err)
 	if _, err := client.Sys().Lookup(creds.LeaseID); err != nil {
 		t.Fatalf("the lease was dropped although its keys could not be deleted: %v", err)
 	}
@@ -124,8 +126,8 @@ func TestCleanupByNameSparesOtherLeases(t *testing.T) {
 	if _, err := dd.AddFault(emulator.Fault{Operation: "CreateAPIKey", Action: emulator.FaultCommitThenError, Status: http.StatusBadGateway, Times: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if secret, err := client.Logical().Read(mount + "/creds/r"); err == nil {
-		t.Fatalf("creds read succeeded through the fault: %+v", secret)
+	if secret, err := tryReadCreds(client, mount+"/creds/r"); err == nil {
+		t.Fatalf("creds read succeeded through the fault: lease %s", secret.LeaseID)
 	}
 	if got := dd.get(t, "/api/v2/validate_keys", str(t, first.Data, "api_key"), str(t, first.Data, "application_key")); got != http.StatusOK {
 		t.Errorf("the first lease's keys answer HTTP %d after another request's clean-up, want 200", got)
@@ -153,8 +155,8 @@ func TestCreateAppliedAfterTheLookUpIsRolledBack(t *testing.T) {
 	if _, err := dd.AddFault(emulator.Fault{Operation: "CreateAPIKey", Action: emulator.FaultDelayedCommit, Delay: 2 * time.Second, Times: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if secret, err := client.Logical().Read(mount + "/creds/r"); err == nil {
-		t.Fatalf("creds read succeeded through the fault: %+v", secret)
+	if secret, err := tryReadCreds(client, mount+"/creds/r"); err == nil {
+		t.Fatalf("creds read succeeded through the fault: lease %s", secret.LeaseID)
 	}
 	for deadline := time.Now().Add(20 * time.Second); dd.PendingCommits() > 0; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -220,7 +222,7 @@ func TestMassExpiryUnderADeleteRateLimit(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < leases; i += 8 {
-				secret, err := client.Logical().Read(mount + "/creds/r")
+				secret, err := tryReadCreds(client, mount+"/creds/r")
 				if err != nil {
 					t.Errorf("creds read %d: %v", i, err)
 					return

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"regexp"
 	"slices"
@@ -23,9 +24,12 @@ type datadog struct {
 	*emulatortest.Server
 }
 
+// startDatadog starts an emulator; its root keys are recorded as secrets
+// whether or not the test configures them.
 func startDatadog(t *testing.T) *datadog {
 	t.Helper()
 	s := emulatortest.Start(t, emulator.Options{})
+	noteSecret(s.APIKey(), s.AppKey())
 	return &datadog{Server: s}
 }
 
@@ -157,7 +161,7 @@ func cli(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := vault.cli(args...)
 	if err != nil {
-		t.Fatalf("vault %s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatalf("vault %s: %v\n%s", redactSecrets(strings.Join(args, " ")), err, redactSecrets(out))
 	}
 	return out
 }
@@ -222,20 +226,34 @@ func configure(t *testing.T, client *api.Client, path string, dd *datadog) {
 func write(t *testing.T, client *api.Client, path string, data map[string]any) {
 	t.Helper()
 	if _, err := client.Logical().Write(path, data); err != nil {
+		noteError(err)
 		t.Fatalf("writing %s: %v", path, err)
 	}
 }
 
+// readCreds reads credentials through the API, failing the test if none
+// were issued.
 func readCreds(t *testing.T, client *api.Client, path string) *api.Secret {
 	t.Helper()
-	secret, err := client.Logical().Read(path)
+	secret, err := tryReadCreds(client, path)
 	if err != nil {
 		t.Fatalf("reading %s: %v", path, err)
 	}
 	if secret == nil || secret.LeaseID == "" {
-		t.Fatalf("reading %s returned no lease: %+v", path, secret)
+		t.Fatalf("reading %s returned no lease: %s", path, redactSecrets(fmt.Sprintf("%+v", secret)))
 	}
 	return secret
+}
+
+// tryReadCreds reads credentials through the API, recording the secrets
+// issued, or the error: every creds read of the suite goes through it.
+func tryReadCreds(client *api.Client, path string) (*api.Secret, error) {
+	secret, err := client.Logical().Read(path)
+	noteError(err)
+	if secret != nil {
+		noteIssuedCredentials(secret.Data)
+	}
+	return secret, err
 }
 
 // str returns a string field of a response, failing if it is missing.
@@ -243,7 +261,7 @@ func str(t *testing.T, data map[string]any, field string) string {
 	t.Helper()
 	s, _ := data[field].(string)
 	if s == "" {
-		t.Fatalf("response has no %s: %v", field, data)
+		t.Fatalf("response has no %s: %s", field, redactSecrets(fmt.Sprint(data)))
 	}
 	return s
 }
@@ -252,6 +270,7 @@ func str(t *testing.T, data map[string]any, field string) string {
 // message containing each of want.
 func requireBadRequest(t *testing.T, err error, want ...string) {
 	t.Helper()
+	noteError(err)
 	var respErr *api.ResponseError
 	if !errors.As(err, &respErr) {
 		t.Fatalf("got error %v, want an HTTP 400 from Vault", err)

@@ -52,7 +52,9 @@ func (d *datadog) serviceAccountAppKey(t *testing.T, sa string) string {
 	if status != http.StatusCreated {
 		t.Fatalf("creating an application key of %s: HTTP %d %v", sa, status, key)
 	}
-	return key["data"].(map[string]any)["attributes"].(map[string]any)["key"].(string)
+	secret := key["data"].(map[string]any)["attributes"].(map[string]any)["key"].(string)
+	noteSecret(secret)
+	return secret
 }
 
 // credentialUse says how a consumer authenticates with one kind's creds and

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -32,6 +33,9 @@ var vault *vaultServer
 // The suite's files: workDir holds every Vault's log and audit files and
 // the plugin, built once into pluginDir with checksum pluginSHA256.
 var workDir, pluginDir, pluginSHA256 string
+
+// auditLogs are the shared server's audit files.
+var auditLogs []string
 
 type vaultServer struct {
 	bin     string // the vault binary, also used as the CLI
@@ -62,16 +66,40 @@ func runTests(m *testing.M) int {
 		printLogTail(filepath.Join(workDir, "vault.log"))
 		return 1
 	}
+	if auditLogs, err = enableAuditDevices(vault, workDir); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: enabling audit devices:", err)
+		return 1
+	}
 
 	code := m.Run()
 	if code != 0 {
 		printLogTail(vault.logPath)
-		fmt.Fprintf(os.Stderr, "e2e: Vault's full log is kept in %s\n", vault.logPath)
+	}
+	// Logs and audit files are complete once Vault has stopped.
+	vault.stop()
+	summary, err := checkNoSecretInLogs(wholeSuiteRan())
+	fmt.Fprintln(os.Stderr, "e2e: no secret in logs:", summary)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		code = 1
+	}
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "e2e: the suite's logs and audit files are kept in %s\n", workDir)
 		return code
 	}
-	vault.stop()
 	os.RemoveAll(workDir)
 	return code
+}
+
+// wholeSuiteRan says whether go test ran every test (no -run, -skip or
+// -list): only then must the leak check have had plenty to look for.
+func wholeSuiteRan() bool {
+	for _, name := range []string{"test.run", "test.skip", "test.list"} {
+		if f := flag.Lookup(name); f != nil && f.Value.String() != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // startVault builds the plugin, starts a Vault dev server with it in its
@@ -99,7 +127,9 @@ func startVault(workDir string) (*vaultServer, error) {
 	}
 	defer logFile.Close()
 
-	cmd := exec.Command(bin, "server", "-dev",
+	// At trace level Vault's log holds everything the plugin process logs
+	// too, so that the leak check sees it all.
+	cmd := exec.Command(bin, "server", "-dev", "-log-level=trace",
 		"-dev-root-token-id="+token,
 		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
 		"-dev-plugin-dir="+pluginDir)
@@ -132,6 +162,32 @@ func startVault(workDir string) (*vaultServer, error) {
 		return v, fmt.Errorf("registering the plugin: %w\n%s", err, out)
 	}
 	return v, nil
+}
+
+// enableAuditDevices has the server audit every request into files under
+// dir: one device with Vault's defaults, one with hmac_accessor=false, each a
+// place where a secret could leak. It returns the files.
+func enableAuditDevices(v *vaultServer, dir string) ([]string, error) {
+	client, err := v.client()
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, device := range []struct {
+		path    string
+		options map[string]string
+	}{
+		{"audit-default", map[string]string{}},
+		{"audit-accessor", map[string]string{"hmac_accessor": "false"}},
+	} {
+		file := filepath.Join(dir, device.path+".log")
+		device.options["file_path"] = file
+		if err := client.Sys().EnableAuditWithOptions(device.path, &api.EnableAuditOptions{Type: "file", Options: device.options}); err != nil {
+			return nil, fmt.Errorf("enabling the file audit device %s: %w", device.path, err)
+		}
+		files = append(files, file)
+	}
+	return files, nil
 }
 
 // findVault returns $VAULT_BIN, or the binary that scripts/vault-bin.sh
@@ -249,6 +305,10 @@ func (v *vaultServer) cli(args ...string) (string, error) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
+	if err != nil {
+		// What the CLI printed, not its arguments: they may hold a key.
+		noteError(fmt.Errorf("%w: %s", err, out.String()))
+	}
 	return out.String(), err
 }
 

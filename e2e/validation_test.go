@@ -50,7 +50,7 @@ func TestBadInputsAreRefused(t *testing.T) {
 	}
 	for _, tc := range reads {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := client.Logical().Read(tc.path)
+			_, err := tryReadCreds(client, tc.path)
 			requireBadRequest(t, err, tc.want...)
 		})
 	}
@@ -83,7 +83,7 @@ func TestGuardrailsHoldAfterTheFact(t *testing.T) {
 	write(t, client, mount+"/config", map[string]any{"allowed_scopes": "dashboards_read"})
 	_, err := client.Logical().Write(mount+"/roles/wide", map[string]any{"allow_unscoped": true})
 	requireBadRequest(t, err, "unscoped", "allowed_scopes")
-	_, err = client.Logical().Read(mount + "/creds/monitors")
+	_, err = tryReadCreds(client, mount+"/creds/monitors")
 	requireBadRequest(t, err, "monitors_read", "allowed_scopes")
 	_, err = client.Sys().Renew(monitors.LeaseID, 0)
 	requireBadRequest(t, err, "cannot renew", "monitors_read", "allowed_scopes")
