@@ -217,8 +217,11 @@ func (b *datadogBackend) abandon(ctx context.Context, s logical.Storage, sess *s
 	if err := putRecord(ctx, s, rec); err != nil {
 		b.Logger().Error("error recording the Datadog IDs of a failed creds request; the rollback will look its objects up by name", "record", rec.ID, "error", err)
 	}
-	b.Logger().Warn("a failed creds request may have left Datadog objects; its write-ahead log entry stays for the rollback",
-		"record", rec.ID, "role", rec.Role, "objects", describeObjects(rec.Objects), "error", errors.Join(errs...))
+	args := []interface{}{"record", rec.ID, "role", rec.Role, "objects", describeObjects(rec.Objects)}
+	if err := errors.Join(errs...); err != nil {
+		args = append(args, "error", err)
+	}
+	b.Logger().Warn("a failed creds request may have left Datadog objects; its write-ahead log entry stays for the rollback", args...)
 }
 
 // createObject creates one object. Datadog sets no minimum expiry for

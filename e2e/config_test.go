@@ -113,8 +113,9 @@ func TestRootKeyRevokedInDatadog(t *testing.T) {
 	if status != http.StatusCreated {
 		t.Fatalf("creating the engine's key: HTTP %d", status)
 	}
-	attrs := key["data"].(map[string]any)["attributes"].(map[string]any)
-	write(t, client, mount+"/config", map[string]any{"api_key": dd.APIKey(), "app_key": attrs["key"], "api_url": dd.URL})
+	engineKey := key["data"].(map[string]any)["attributes"].(map[string]any)["key"].(string)
+	noteSecret(engineKey)
+	write(t, client, mount+"/config", map[string]any{"api_key": dd.APIKey(), "app_key": engineKey, "api_url": dd.URL})
 	write(t, client, mount+"/roles/r", map[string]any{"scopes": "dashboards_read"})
 	creds := readCreds(t, client, mount+"/creds/r")
 
