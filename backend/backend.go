@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -27,7 +28,7 @@ type datadogBackend struct {
 	*framework.Backend
 
 	// newClient builds the Datadog adapter; tests may replace it.
-	newClient func(*datadogConfig) (datadogAPI, error)
+	newClient func(*datadogConfig, hclog.Logger) (datadogAPI, error)
 
 	// marker is this mount's mark in the names of the credentials it
 	// creates, so that tidying never touches another mount's.
@@ -128,7 +129,7 @@ func (b *datadogBackend) session(ctx context.Context, s logical.Storage) (*sessi
 	if err != nil || cfg == nil {
 		return nil, err
 	}
-	client, err := b.newClient(cfg)
+	client, err := b.newClient(cfg, b.Logger())
 	if err != nil {
 		return nil, err
 	}

@@ -189,11 +189,13 @@ func (b *datadogBackend) revokeCredential(ctx context.Context, req *logical.Requ
 	if err := b.deleteObjects(ctx, sess, objects, time.Time{}); err != nil {
 		return nil, err
 	}
-	if id, _ := req.Secret.InternalData["record"].(string); id != "" {
+	id, _ := req.Secret.InternalData["record"].(string)
+	if id != "" {
 		if err := b.deleteRecord(ctx, req.Storage, id); err != nil {
 			return nil, fmt.Errorf("the Datadog keys are deleted, but not the engine's record of them: %w", err)
 		}
 	}
+	b.Logger().Debug("revoked Datadog credentials", "record", id, "objects", describeObjects(objects))
 	return nil, nil
 }
 

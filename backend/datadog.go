@@ -14,6 +14,7 @@ import (
 	"github.com/DataDog/datadog-api-client-go/v2/api/datadogV1"
 	"github.com/DataDog/datadog-api-client-go/v2/api/datadogV2"
 	"github.com/hashicorp/go-cleanhttp"
+	"github.com/hashicorp/go-hclog"
 )
 
 // Object kinds the plugin creates in Datadog. A lease owns one or two
@@ -189,6 +190,7 @@ type datadogClient struct {
 	site           string
 	self           string // user id of the configured identity
 	limits         *rateLimits
+	logger         hclog.Logger // for a trace of each call, never with a key
 
 	keys            *datadogV2.KeyManagementApi
 	users           *datadogV2.UsersApi
@@ -200,7 +202,7 @@ type datadogClient struct {
 // newDatadogClient builds a client for the configuration. client-go's own
 // retries are off: they would send a create again after a 5xx, leaving a
 // duplicate key whose secret nobody saw. call retries what is safe instead.
-func newDatadogClient(cfg *datadogConfig) (datadogAPI, error) {
+func newDatadogClient(cfg *datadogConfig, logger hclog.Logger) (datadogAPI, error) {
 	c := datadog.NewConfiguration()
 	c.UserAgent = "vault-plugin-secrets-datadog/" + Version + " " + c.UserAgent
 	c.RetryConfiguration.EnableRetry = false
@@ -221,7 +223,8 @@ func newDatadogClient(cfg *datadogConfig) (datadogAPI, error) {
 		appKey: cfg.AppKey,
 		site:   cfg.Site,
 		self:   cfg.OwnerID,
-		limits: newRateLimits(),
+		limits: newRateLimits(logger),
+		logger: logger,
 
 		keys:            datadogV2.NewKeyManagementApi(client),
 		users:           datadogV2.NewUsersApi(client),

@@ -268,7 +268,7 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 		}
 	}
 
-	client, err := b.newClient(cfg)
+	client, err := b.newClient(cfg, b.Logger())
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +282,7 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 	if previous != nil && !previous.sameIdentity(cfg) {
 		next := &successor{cfg: cfg}
 		// The client must know whose keys are its own to pick endpoints.
-		if next.client, err = b.newClient(cfg); err != nil {
+		if next.client, err = b.newClient(cfg, b.Logger()); err != nil {
 			return nil, err
 		}
 		next.perms, err = next.client.RolePermissions(ctx, owner.RoleIDs)

@@ -164,6 +164,8 @@ func (b *datadogBackend) createObjects(ctx context.Context, s logical.Storage, s
 		return nil, nil, fmt.Errorf("error recording the new Datadog keys (they are being deleted): %w", err)
 	}
 	b.issuedRecords.Store(rec.ID, struct{}{})
+	b.Logger().Debug("issued Datadog credentials", "record", rec.ID, "role", rec.Role, "objects", describeObjects(rec.Objects),
+		"lease_ends", rec.LeaseEnds.Format(time.RFC3339))
 	return secrets, nil, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulator"
@@ -247,8 +248,8 @@ func (f *faultyClient) Delete(ctx context.Context, o datadogObject) error {
 }
 
 func (env *testEnv) injectFaults(f *faultyClient) {
-	env.b.newClient = func(cfg *datadogConfig) (datadogAPI, error) {
-		real, err := newDatadogClient(cfg)
+	env.b.newClient = func(cfg *datadogConfig, logger hclog.Logger) (datadogAPI, error) {
+		real, err := newDatadogClient(cfg, logger)
 		f.datadogAPI = real
 		return f, err
 	}

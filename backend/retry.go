@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // Bounds of the waits between attempts of one Datadog call.
@@ -40,13 +42,18 @@ func (c *datadogClient) call(ctx context.Context, op string, safeToRepeat bool, 
 		if err := c.limits.wait(ctx, op, deadline); err != nil {
 			return err
 		}
+		sent := time.Now()
 		resp, err := send(c.with(ctx))
 		c.limits.observe(op, resp)
+		failure := wrapError(op, resp, err)
+		status := httpStatus(failure)
+		if resp != nil && err == nil {
+			status = resp.StatusCode
+		}
+		c.logger.Trace("Datadog call", "op", op, "status", status, "attempt", attempt+1, "duration", time.Since(sent), "error", failure)
 		if err == nil {
 			return nil
 		}
-		failure := wrapError(op, resp, err)
-		status := httpStatus(failure)
 		var wait time.Duration
 		switch {
 		case ctx.Err() != nil, errors.Is(err, errRedirectRefused):
@@ -111,6 +118,7 @@ func resetAfter(resp *http.Response) time.Duration {
 // The first call of an operation goes alone: its answer tells which window
 // it counts against.
 type rateLimits struct {
+	logger  hclog.Logger
 	mu      sync.Mutex
 	groupOf map[string]string        // call → rate-limit name ("" when unlimited), learnt from answers
 	probing map[string]chan struct{} // call → closed when its first answer arrived
@@ -124,8 +132,8 @@ type rateWindow struct {
 	resetAt   time.Time // when the current window ends
 }
 
-func newRateLimits() *rateLimits {
-	return &rateLimits{groupOf: map[string]string{}, probing: map[string]chan struct{}{}, windows: map[string]*rateWindow{}}
+func newRateLimits(logger hclog.Logger) *rateLimits {
+	return &rateLimits{logger: logger, groupOf: map[string]string{}, probing: map[string]chan struct{}{}, windows: map[string]*rateWindow{}}
 }
 
 // wait returns when the call may be sent, or an error when no window will
@@ -168,6 +176,7 @@ func (r *rateLimits) wait(ctx context.Context, op string, deadline time.Time) er
 		if until.After(deadline) {
 			return &apiError{Op: op, Status: http.StatusTooManyRequests, RateLimit: info, Err: errors.New("rate limit spent")}
 		}
+		r.logger.Debug("waiting for Datadog's rate-limit window", "op", op, "limit", info.Name, "wait", until.Sub(now))
 		if err := sleep(ctx, until.Sub(now)); err != nil {
 			return &apiError{Op: op, Err: err}
 		}
