@@ -33,7 +33,9 @@ type raftCluster struct {
 
 // nodeConfig is a node's configuration. performance_multiplier 1 gives
 // raft the production timings (one second to notice a lost leader)
-// rather than the five-times-slower development default.
+// rather than the five-times-slower development default;
+// raw_storage_endpoint lets a failing test show the engine's own records
+// (sys/raw, root only).
 const nodeConfig = `storage "raft" {
   path                   = %q
   node_id                = %q
@@ -50,6 +52,7 @@ api_addr         = "http://127.0.0.1:%d"
 cluster_addr     = "https://127.0.0.1:%d"
 plugin_directory = %q
 disable_mlock    = true
+raw_storage_endpoint = true
 `
 
 // startCluster starts size nodes, initialises the first with a single
