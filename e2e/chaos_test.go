@@ -357,16 +357,16 @@ func (r *chaosRun) cycle(ctx context.Context, use credentialUse, expire bool) {
 }
 
 // failedIssue counts a creds read that failed, by cause, and keeps the
-// first few errors for the log.
+// first error of each cause for the log.
 func (r *chaosRun) failedIssue(role string, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.failedByCause == nil {
 		r.failedByCause = map[string]int{}
 	}
-	r.failedByCause[failureCause(err)]++
-	if len(r.samples) < 5 {
-		r.samples = append(r.samples, fmt.Sprintf("failed issue of %s: %v", role, err))
+	cause := failureCause(err)
+	if r.failedByCause[cause]++; r.failedByCause[cause] == 1 {
+		r.samples = append(r.samples, fmt.Sprintf("failed issue of %s (%s): %v", role, cause, err))
 	}
 }
 
@@ -375,7 +375,8 @@ func failureCause(err error) string {
 	var respErr *api.ResponseError
 	msg := fmt.Sprint(err)
 	switch {
-	case strings.Contains(msg, "rpc error") || strings.Contains(msg, "plugin is shut down"):
+	case strings.Contains(msg, "rpc error") || strings.Contains(msg, "plugin is shut down") ||
+		strings.Contains(msg, "Unrecognized remote plugin message"): // killed while starting
 		return "plugin process died"
 	case strings.Contains(msg, "Datadog"):
 		return "Datadog failed"
