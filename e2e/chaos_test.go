@@ -149,7 +149,7 @@ func TestChaos(t *testing.T) {
 		{run.cycles / 2, func() { run.restartVault(t, node) }},
 	}
 	for range chaosPluginKills - 1 {
-		disasters = append(disasters, disaster{at(0.1, 0.9), func() { node.killPlugin(t, time.Minute); run.kills++ }})
+		disasters = append(disasters, disaster{at(0.1, 0.9), func() { run.killPlugin(t, node, time.Minute, "") }})
 	}
 	slices.SortStableFunc(disasters, func(a, b disaster) int { return a.afterCycles - b.afterCycles })
 	for _, d := range disasters {
@@ -430,8 +430,16 @@ func (r *chaosRun) killPluginMidCreate(t *testing.T, node *raftNode) {
 			t.Fatal("no API key create to kill the plugin in")
 		}
 	}
-	node.killPlugin(t, time.Second)
+	r.killPlugin(t, node, time.Second, " while it waited for an API key create")
+}
+
+// killPlugin SIGKILLs the node's plugin process and logs when, so that a
+// key left behind can be matched with the kill that orphaned it.
+func (r *chaosRun) killPlugin(t *testing.T, node *raftNode, timeout time.Duration, when string) {
+	t.Helper()
+	pid := node.killPlugin(t, timeout)
 	r.kills++
+	t.Logf("%s: plugin process %d SIGKILLed%s, after %d cycles", time.Now().UTC().Format("15:04:05.000"), pid, when, r.done.Load())
 }
 
 // restartVault stops Vault gracefully, in the middle of whatever the
@@ -441,12 +449,14 @@ func (r *chaosRun) restartVault(t *testing.T, node *raftNode) {
 	t.Helper()
 	r.pause.begin()
 	defer r.pause.end()
+	stopped := time.Now()
 	node.restart(t)
 	// Active means the mounts are set up again: a plugin killed while
 	// Vault sets up its mount would leave the mount without a backend
 	// until the next restart (Vault skips it), which is Vault's matter.
 	r.cluster.activeNode(t, time.Minute)
 	r.restarts++
+	t.Logf("%s: Vault stopped after %d cycles, active again %s later", stopped.UTC().Format("15:04:05.000"), r.done.Load(), time.Since(stopped).Round(time.Millisecond))
 }
 
 // use calls Datadog with a credential as its consumer would and returns

@@ -19,10 +19,9 @@ import (
 // HOME) stays under workDir.
 type raftNode struct {
 	*vaultServer
-	name        string
-	configPath  string
-	clusterAddr string
-	unsealKey   string // set once the cluster is initialised
+	name       string
+	configPath string
+	unsealKey  string // set once the cluster is initialised
 }
 
 // raftCluster is a set of raft nodes initialised together.
@@ -48,10 +47,10 @@ listener "tcp" {
   tls_disable     = true
 }
 
-api_addr         = "http://127.0.0.1:%d"
-cluster_addr     = "https://127.0.0.1:%d"
-plugin_directory = %q
-disable_mlock    = true
+api_addr             = "http://127.0.0.1:%d"
+cluster_addr         = "https://127.0.0.1:%d"
+plugin_directory     = %q
+disable_mlock        = true
 raw_storage_endpoint = true
 `
 
@@ -66,6 +65,7 @@ func startCluster(t *testing.T, size int) *raftCluster {
 	c.nodes = append(c.nodes, first)
 	c.rootToken, first.unsealKey = first.initialize(t)
 	first.unseal(t)
+	c.activeNode(t, time.Minute) // the others join through it
 	for i := 2; i <= size; i++ {
 		n := startNode(t, dir, fmt.Sprintf("node%d", i))
 		n.token, n.unsealKey = c.rootToken, first.unsealKey
@@ -102,9 +102,8 @@ func startNode(t *testing.T, clusterDir, name string) *raftNode {
 			logPath: filepath.Join(dir, "vault.log"),
 			home:    filepath.Join(dir, "home"),
 		},
-		name:        name,
-		configPath:  filepath.Join(dir, "vault.hcl"),
-		clusterAddr: fmt.Sprintf("https://127.0.0.1:%d", clusterPort),
+		name:       name,
+		configPath: filepath.Join(dir, "vault.hcl"),
 	}
 	config := fmt.Sprintf(nodeConfig, filepath.Join(dir, "data"), name, port, clusterPort, port, clusterPort, pluginDir)
 	if err := os.WriteFile(n.configPath, []byte(config), 0o600); err != nil {
