@@ -8,13 +8,18 @@ LDFLAGS := -X $(MODULE)/backend.Version=$(VERSION)
 PLUGIN   := bin/plugins/vault-plugin-secrets-datadog
 EMULATOR := bin/datadog-emulator
 
+CHAOS_CYCLES ?= 500
+CHAOS_SEED   ?= 0
+
 .DEFAULT_GOAL := build
-.PHONY: help build vault test dev fmt vet clean
+.PHONY: help build vault test chaos dev fmt vet clean
 
 help:
 	@echo "make build   plugin into $(PLUGIN) (VERSION=$(VERSION)) and $(EMULATOR)"
 	@echo "make vault   print the path of a vault binary, building Vault once if needed"
 	@echo "make test    unit and end-to-end tests (a real Vault server)"
+	@echo "make chaos   the e2e chaos test, long: CHAOS_CYCLES=$(CHAOS_CYCLES) creds cycles under Datadog faults, plugin"
+	@echo "             SIGKILLs and a Vault restart; prints a table of figures (CHAOS_SEED=N repeats a run)"
 	@echo "make dev     Vault dev server with the plugin at datadog/, against the emulator"
 	@echo "make fmt | vet | clean"
 
@@ -29,6 +34,12 @@ vault:
 # to the e2e tests' timeout and a failure to get it stops here, loudly.
 test:
 	vault_bin=$$(scripts/vault-bin.sh) && VAULT_BIN=$$vault_bin go test -count=1 -timeout 30m ./...
+
+# TestChaos as make test runs it, but long; its table of figures goes to
+# stdout. A run prints its seed: CHAOS_SEED repeats its draws.
+chaos:
+	vault_bin=$$(scripts/vault-bin.sh) && VAULT_BIN=$$vault_bin go test -count=1 -timeout 60m -run '^TestChaos$$' -v ./e2e \
+		-chaos.cycles=$(CHAOS_CYCLES) -chaos.seed=$(CHAOS_SEED)
 
 dev:
 	VERSION=$(VERSION) scripts/dev.sh

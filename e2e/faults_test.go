@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -256,16 +255,8 @@ func TestMassExpiryUnderADeleteRateLimit(t *testing.T) {
 		t.Errorf("Datadog answered 429 %d times: the engine kept sending deletions into spent windows", refused)
 	}
 
-	mountInfo, err := client.Sys().GetMount(mount)
-	if err != nil {
-		t.Fatal(err)
-	}
-	counts, err := client.Logical().ReadWithData("sys/leases/count", map[string][]string{"type": {"irrevocable"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n, _ := counts.Data["counts"].(map[string]any)[mountInfo.Accessor].(json.Number); n != "" && n != "0" {
-		t.Errorf("%s leases of the engine are irrevocable", n)
+	if n := irrevocableLeases(t, client, mount); n != 0 {
+		t.Errorf("%d leases of the engine are irrevocable", n)
 	}
 	dd.SetRateLimit("application_keys", emulator.RateLimit{})
 }

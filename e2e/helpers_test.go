@@ -28,7 +28,12 @@ type datadog struct {
 // whether or not the test configures them.
 func startDatadog(t *testing.T) *datadog {
 	t.Helper()
-	s := emulatortest.Start(t, emulator.Options{})
+	return startDatadogWith(t, emulator.Options{})
+}
+
+func startDatadogWith(t *testing.T, opts emulator.Options) *datadog {
+	t.Helper()
+	s := emulatortest.Start(t, opts)
 	noteSecret(s.APIKey(), s.AppKey())
 	return &datadog{Server: s}
 }
@@ -283,5 +288,94 @@ func requireBadRequest(t *testing.T, err error, want ...string) {
 		if !strings.Contains(msg, w) {
 			t.Errorf("error %q does not mention %q", msg, w)
 		}
+	}
+}
+
+// configureShortTimeout points the engine at dd with a request_timeout of
+// 2 s: a creds request is then surely over 46 s after it began (4×2 s for
+// its calls, 8 s of clean-up, 30 s of margin), when Vault's rollback may
+// replay its WAL entry.
+func configureShortTimeout(t *testing.T, client *api.Client, path string, dd *datadog) {
+	t.Helper()
+	noteSecret(dd.APIKey(), dd.AppKey())
+	write(t, client, path+"/config", map[string]any{
+		"api_key":         dd.APIKey(),
+		"app_key":         dd.AppKey(),
+		"api_url":         dd.URL,
+		"request_timeout": 2,
+	})
+}
+
+// noteCreds records the secrets of an issued credential.
+func noteCreds(data map[string]any) {
+	for _, field := range []string{"application_key", "api_key", "access_token"} {
+		s, _ := data[field].(string)
+		noteSecret(s)
+	}
+}
+
+// credentialIDs returns the Datadog ids of an issued credential's keys.
+func credentialIDs(data map[string]any) []string {
+	var ids []string
+	for _, field := range []string{"application_key_id", "api_key_id", "access_token_id"} {
+		if id, _ := data[field].(string); id != "" {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// irrevocableLeases counts the leases of the engine at mount that Vault
+// gave up revoking.
+func irrevocableLeases(t *testing.T, client *api.Client, mount string) int {
+	t.Helper()
+	mountInfo, err := client.Sys().GetMount(mount)
+	if err != nil {
+		t.Fatalf("reading mount %s: %v", mount, err)
+	}
+	counts, err := client.Logical().ReadWithData("sys/leases/count", map[string][]string{"type": {"irrevocable"}})
+	if err != nil {
+		t.Fatalf("counting irrevocable leases: %v", err)
+	}
+	byMount, _ := counts.Data["counts"].(map[string]any)
+	n, _ := byMount[mountInfo.Accessor].(json.Number)
+	count, _ := n.Int64() // absent: none
+	return int(count)
+}
+
+// runTidy runs the engine's tidy at mount, waits for it to finish, and
+// returns how many Datadog keys it deleted; -1 if the engine has no tidy.
+func runTidy(t *testing.T, client *api.Client, mount string) (deleted int) {
+	t.Helper()
+	_, err := client.Logical().Write(mount+"/tidy", nil)
+	var respErr *api.ResponseError
+	if errors.As(err, &respErr) && respErr.StatusCode == http.StatusNotFound {
+		return -1
+	}
+	if err != nil {
+		noteError(err)
+		t.Fatalf("starting tidy at %s: %v", mount, err)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		status, err := client.Logical().Read(mount + "/tidy/status")
+		if err != nil || status == nil {
+			noteError(err)
+			t.Fatalf("reading %s/tidy/status: %v", mount, err)
+		}
+		switch status.Data["state"] {
+		case "finished":
+			n, err := status.Data["deleted"].(json.Number).Int64()
+			if err != nil {
+				t.Fatalf("tidy status without a number deleted: %v", status.Data)
+			}
+			return int(n)
+		case "error":
+			t.Fatalf("tidy at %s failed: %v", mount, status.Data["error"])
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tidy at %s still %v after 5 minutes", mount, status.Data["state"])
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }

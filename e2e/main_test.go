@@ -41,7 +41,8 @@ type vaultServer struct {
 	bin     string // the vault binary, also used as the CLI
 	addr    string // http://127.0.0.1:PORT
 	token   string // root token
-	logPath string
+	logPath string // the server's output, appended to across restarts
+	home    string // the server's HOME, under workDir
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when the server process has exited
 }
@@ -120,39 +121,23 @@ func startVault(workDir string) (*vaultServer, error) {
 		return nil, err
 	}
 	token := randomHex(16)
-	logPath := filepath.Join(workDir, "vault.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close()
-
-	// At trace level Vault's log holds everything the plugin process logs
-	// too, so that the leak check sees it all.
-	cmd := exec.Command(bin, "server", "-dev", "-log-level=trace",
-		"-dev-root-token-id="+token,
-		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
-		"-dev-plugin-dir="+pluginDir)
-	// A dev server saves its root token in $HOME/.vault-token: keep it out
-	// of the user's home.
-	cmd.Env = append(vaultEnv("", ""), "HOME="+workDir)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	stopWithTestProcess(cmd)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", bin, err)
-	}
 	v := &vaultServer{
 		bin:     bin,
 		addr:    fmt.Sprintf("http://127.0.0.1:%d", port),
 		token:   token,
-		logPath: logPath,
-		cmd:     cmd,
-		exited:  make(chan struct{}),
+		logPath: filepath.Join(workDir, "vault.log"),
+		// A dev server saves its root token in $HOME/.vault-token: keep it
+		// out of the user's home.
+		home: workDir,
 	}
-	go func() {
-		cmd.Wait()
-		close(v.exited)
-	}()
+	// At trace level Vault's log holds everything the plugin process logs
+	// too, so that the leak check sees it all.
+	if err := v.launch("server", "-dev", "-log-level=trace",
+		"-dev-root-token-id="+token,
+		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
+		"-dev-plugin-dir="+pluginDir); err != nil {
+		return nil, err
+	}
 
 	if err := v.waitHealthy(60 * time.Second); err != nil {
 		return v, err
@@ -245,7 +230,38 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// launch starts the vault binary with args as this server's process, its
+// output appended to logPath, and returns once the process runs.
+func (v *vaultServer) launch(args ...string) error {
+	logFile, err := os.OpenFile(v.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(v.bin, args...)
+	cmd.Env = append(vaultEnv("", ""), "HOME="+v.home)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	stopWithTestProcess(cmd)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", v.bin, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	v.cmd, v.exited = cmd, exited
+	return nil
+}
+
+// waitHealthy waits until the server is initialised and unsealed (active
+// or standby).
 func (v *vaultServer) waitHealthy(timeout time.Duration) error {
+	return v.waitHealth(timeout, "healthy", func(h *api.HealthResponse) bool { return h.Initialized && !h.Sealed })
+}
+
+// waitHealth waits until the server's sys/health answer satisfies ok.
+func (v *vaultServer) waitHealth(timeout time.Duration, what string, ok func(*api.HealthResponse) bool) error {
 	client, err := v.client()
 	if err != nil {
 		return err
@@ -253,16 +269,16 @@ func (v *vaultServer) waitHealthy(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		health, err := client.Sys().Health()
-		if err == nil && health.Initialized && !health.Sealed {
+		if err == nil && ok(health) {
 			return nil
 		}
 		select {
 		case <-v.exited:
-			return fmt.Errorf("vault server exited before becoming healthy (see its log below)")
+			return fmt.Errorf("vault server exited before becoming %s (see its log %s)", what, v.logPath)
 		case <-time.After(200 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("vault server at %s not healthy after %s: %v", v.addr, timeout, err)
+			return fmt.Errorf("vault server at %s not %s after %s: %v", v.addr, what, timeout, err)
 		}
 	}
 }
