@@ -294,15 +294,19 @@ func renewRefused(format string, args ...interface{}) error {
 }
 
 // leaseEnds is the latest a lease issued at issued can last: its max TTL,
-// which Vault caps at the mount's max lease TTL, plus a minute for Vault to
-// register the lease (its issue time comes after ours).
+// which Vault caps at the mount's max lease TTL, plus a few seconds for
+// Vault to register the lease (its issue time comes after ours).
 func (b *datadogBackend) leaseEnds(role *datadogRole, objects []datadogObject, issued time.Time) time.Time {
 	maxTTL := b.leaseMaxTTL(role, objects, issued)
 	if mount := b.System().MaxLeaseTTL(); maxTTL == 0 || maxTTL > mount {
 		maxTTL = mount
 	}
-	return issued.Add(maxTTL + time.Minute)
+	return issued.Add(maxTTL + leaseRegistrationGrace)
 }
+
+// leaseRegistrationGrace covers the time between the engine's answer and
+// Vault's record of the lease.
+const leaseRegistrationGrace = 10 * time.Second
 
 // leaseMaxTTL is the role's max TTL, shortened so that the lease never
 // outlives a token's native expiry: a lease must not promise a credential

@@ -345,13 +345,9 @@ func irrevocableLeases(t *testing.T, client *api.Client, mount string) int {
 
 // runTidy runs the engine's tidy at mount, waits for it to finish, and
 // returns how many Datadog keys it deleted; -1 if the engine has no tidy.
-func runTidy(t *testing.T, client *api.Client, mount string) (deleted int) {
+func runTidy(t *testing.T, client *api.Client, mount, safetyBuffer string) (deleted int) {
 	t.Helper()
-	_, err := client.Logical().Write(mount+"/tidy", nil)
-	var respErr *api.ResponseError
-	if errors.As(err, &respErr) && respErr.StatusCode == http.StatusNotFound {
-		return -1
-	}
+	_, err := client.Logical().Write(mount+"/tidy", map[string]any{"safety_buffer": safetyBuffer})
 	if err != nil {
 		noteError(err)
 		t.Fatalf("starting tidy at %s: %v", mount, err)
