@@ -59,7 +59,11 @@ raw_storage_endpoint = true
 // (so that the cluster survives losing one), and registers the plugin.
 func startCluster(t *testing.T, size int) *raftCluster {
 	t.Helper()
-	dir := filepath.Join(workDir, "cluster-"+mountPath(t))
+	// A directory of its own, also when -count runs the test again.
+	dir, err := os.MkdirTemp(workDir, "cluster-"+mountPath(t)+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := &raftCluster{}
 	first := startNode(t, dir, "node1")
 	c.nodes = append(c.nodes, first)
