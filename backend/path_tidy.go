@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -247,7 +248,7 @@ func (b *datadogBackend) tidyRun(ctx context.Context, s logical.Storage, sess *s
 		objects, err := sess.client.List(ctx, class, tidyMaxPages)
 		if err != nil {
 			status.mu.Lock()
-			status.errs = append(status.errs, fmt.Errorf("listing Datadog %ss of %s: %w", describeKind(class.Kind), cmpOwner(class.Owner), err))
+			status.errs = append(status.errs, fmt.Errorf("listing Datadog %ss of %s: %w", describeKind(class.Kind), describeOwner(class.Owner), err))
 			status.mu.Unlock()
 			continue
 		}
@@ -369,7 +370,7 @@ func (b *datadogBackend) tidyClasses(ctx context.Context, s logical.Storage, cfg
 	for _, rec := range recs {
 		for _, o := range rec.Objects {
 			if cfg.reaches(o) == nil {
-				add(o.Kind, cmpOwner(o.Owner, cfg.OwnerID))
+				add(o.Kind, cmp.Or(o.Owner, cfg.OwnerID))
 			}
 		}
 	}
@@ -390,14 +391,13 @@ func (b *datadogBackend) tidyClasses(ctx context.Context, s logical.Storage, cfg
 	return classes, nil
 }
 
-// cmpOwner is the first owner given, or "the organisation" for none.
-func cmpOwner(owners ...string) string {
-	for _, o := range owners {
-		if o != "" {
-			return o
-		}
+// describeOwner names a listing's owner for a message: a user, or the
+// organisation (API keys).
+func describeOwner(owner string) string {
+	if owner == "" {
+		return "the organisation"
 	}
-	return "the organisation"
+	return "user " + owner
 }
 
 // periodicTidy starts a tidy when tidy_interval has passed since the last

@@ -44,15 +44,6 @@ type credentialRecord struct {
 	LeaseEnds time.Time `json:"lease_ends"`
 }
 
-// rollbackDue reports whether a WAL entry's request is surely over.
-func (rec *credentialRecord) rollbackDue(now time.Time) bool {
-	ends := rec.RequestEnds
-	if ends.IsZero() { // written before records said
-		ends = rec.CreatedAt.Add(5 * time.Minute)
-	}
-	return now.After(ends)
-}
-
 // newRecordID returns 16 random characters of lowercase base32 (80 bits):
 // unique in every Datadog organisation, and safe in a key name.
 func newRecordID() string {
@@ -148,7 +139,7 @@ func (b *datadogBackend) rollback(ctx context.Context, req *logical.Request) err
 			b.issuedRecords.Store(id, struct{}{}) // records never go back to pending
 			continue
 		}
-		if !immediate && !rec.rollbackDue(now) {
+		if !immediate && !now.After(rec.RequestEnds) {
 			continue
 		}
 		if sess == nil {

@@ -114,22 +114,8 @@ func requireLoopback(listen string) error {
 // never logs headers or query strings, which carry keys and key names.
 func logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		rec := &emulator.StatusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		log.Printf("%s %s %d", r.Method, r.URL.Path, rec.status)
+		log.Printf("%s %s %d", r.Method, r.URL.Path, rec.Status)
 	})
 }
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(status int) {
-	s.status = status
-	s.ResponseWriter.WriteHeader(status)
-}
-
-// Unwrap lets the emulator take over the connection (to drop it, as a
-// fault) through http.ResponseController.
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -516,3 +516,20 @@ func writeResponse(w http.ResponseWriter, resp response) {
 	w.WriteHeader(resp.status)
 	w.Write(body)
 }
+
+// StatusRecorder notes the status of an answer for a handler that wraps
+// the emulator (a request log, a counter). Status stays 0 when the
+// emulator dropped the connection instead of answering, as a fault may.
+type StatusRecorder struct {
+	http.ResponseWriter
+	Status int
+}
+
+func (s *StatusRecorder) WriteHeader(status int) {
+	s.Status = status
+	s.ResponseWriter.WriteHeader(status)
+}
+
+// Unwrap lets the emulator take over the connection (to drop it, as a
+// fault) through http.ResponseController.
+func (s *StatusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -66,10 +66,10 @@ func Serve(t testing.TB, emu *emulator.Emulator) *Server {
 	s := &Server{Emulator: emu}
 	checked := Handler(t, emu, &s.requests)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		status := &statusWriter{ResponseWriter: w}
+		status := &emulator.StatusRecorder{ResponseWriter: w}
 		checked.ServeHTTP(status, r)
-		if status.code != 0 && !strings.HasPrefix(r.URL.Path, "/_emulator/") {
-			n, _ := s.answers.LoadOrStore(status.code, new(atomic.Int64))
+		if status.Status != 0 && !strings.HasPrefix(r.URL.Path, "/_emulator/") {
+			n, _ := s.answers.LoadOrStore(status.Status, new(atomic.Int64))
 			n.(*atomic.Int64).Add(1)
 		}
 	}))
@@ -221,19 +221,6 @@ func (s *specs) check(handler http.Handler, w http.ResponseWriter, r *http.Reque
 	}
 	return problems
 }
-
-// statusWriter notes the status of an answer; a dropped connection has none.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	w.code = code
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // capture buffers the emulator's answer so that it can be checked before
 // it is sent, and hands over the connection when the emulator drops it on
