@@ -37,6 +37,10 @@ type datadogBackend struct {
 	lock    sync.RWMutex
 	current *session
 
+	// rootLock serialises the changes of the root credential: config
+	// writes, rotations and their rollback.
+	rootLock sync.Mutex
+
 	// issuedRecords caches the ids of records known to belong to a lease,
 	// so that the rollback reads each such record once, not every minute.
 	issuedRecords sync.Map
@@ -68,10 +72,10 @@ func newBackend() *datadogBackend {
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: []string{configPath},
-			LocalStorage:    []string{recordPrefix, tidyStatusPath},
+			LocalStorage:    []string{recordPrefix, tidyStatusPath, framework.WALPrefix},
 		},
 		Paths: framework.PathAppend(
-			[]*framework.Path{pathConfig(b)},
+			[]*framework.Path{pathConfig(b), pathConfigRotateRoot(b)},
 			pathRoles(b),
 			[]*framework.Path{pathCreds(b)},
 			pathTidy(b),
