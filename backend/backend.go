@@ -37,6 +37,9 @@ type datadogBackend struct {
 	lock    sync.RWMutex
 	current *session
 
+	// storage is the mount's storage, for the clean-up when it is disabled.
+	storage logical.Storage
+
 	// rootLock serialises the changes of the root credential: config
 	// writes, rotations and their rollback.
 	rootLock sync.Mutex
@@ -58,6 +61,7 @@ type datadogBackend struct {
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := newBackend()
 	b.marker = mountMarker(conf.BackendUUID)
+	b.storage = conf.StorageView
 	b.started = time.Now()
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
@@ -83,6 +87,7 @@ func newBackend() *datadogBackend {
 		Secrets:        credentialSecrets(b),
 		PeriodicFunc:   b.periodicFunc,
 		Invalidate:     b.invalidate,
+		Clean:          b.cleanup,
 		RunningVersion: Version,
 	}
 	return b

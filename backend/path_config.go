@@ -378,6 +378,16 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 		warnings = append(warnings, stranded...)
 	}
 
+	// A root credential a rotation made, replaced by the operator's, is
+	// deleted once config no longer holds it; its WAL entry makes the
+	// rollback retry if that fails.
+	var retired string
+	if previous != nil && b.madeRoot(previous) && previous.rootSecret() != cfg.rootSecret() {
+		step := rootStep{Object: previous.rootObject(), CreatedAt: time.Now(), Ends: time.Now()}
+		if retired, err = framework.PutWAL(ctx, req.Storage, walRootDelete, &step); err != nil {
+			return nil, err
+		}
+	}
 	entry, err := logical.StorageEntryJSON(configPath, cfg)
 	if err != nil {
 		return nil, err
@@ -386,6 +396,13 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 		return nil, err
 	}
 	b.reset()
+	if retired != "" {
+		if err := b.retireRoot(ctx, previous); err != nil {
+			warnings = append(warnings, err.Error()+"; the engine retries every minute")
+		} else if err := framework.DeleteWAL(ctx, req.Storage, retired); err != nil {
+			b.Logger().Warn("could not remove a rotation's WAL entry; the rollback will", "error", err)
+		}
+	}
 	if len(warnings) == 0 {
 		return nil, nil
 	}
@@ -441,6 +458,13 @@ func (b *datadogBackend) pathConfigDelete(ctx context.Context, req *logical.Requ
 	resp, warnings, err := b.checkStranded(ctx, req, previous, nil, d.Get("force").(bool))
 	if resp != nil || err != nil {
 		return resp, err
+	}
+	// Without config nothing could delete a root credential the engine
+	// made: it goes first, or config stays.
+	if b.madeRoot(previous) {
+		if err := b.retireRoot(ctx, previous); err != nil {
+			return nil, fmt.Errorf("config not deleted: %w", err)
+		}
 	}
 	if err := req.Storage.Delete(ctx, configPath); err != nil {
 		return nil, err

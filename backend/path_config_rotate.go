@@ -284,6 +284,48 @@ func identifyRoot(ctx context.Context, client datadogAPI, cfg *datadogConfig) (d
 	return o, nil
 }
 
+// madeRoot reports whether the root credential is one a rotation of this
+// mount made: nobody outside Vault holds its secret, so the engine deletes
+// it when it stops using it (config replaced or deleted, mount disabled),
+// or it would stay valid in Datadog with no one able to delete it.
+func (b *datadogBackend) madeRoot(cfg *datadogConfig) bool {
+	return cfg != nil && cfg.RootKeyID != "" && strings.HasPrefix(cfg.RootKeyName, "vault-root-"+b.marker+"-")
+}
+
+// retireRoot deletes a root credential the engine made and no longer uses,
+// acting as that credential itself, which any identity the new config acts
+// as might not be allowed to.
+func (b *datadogBackend) retireRoot(ctx context.Context, cfg *datadogConfig) error {
+	client, err := b.newClient(cfg, b.Logger())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.cleanupBudget())
+	defer cancel()
+	o := cfg.rootObject()
+	if err := client.Delete(ctx, o); err != nil && !errors.Is(err, errNotFound) {
+		return fmt.Errorf("error deleting the engine's previous root %s %s (%s): %w", describeKind(o.Kind), o.ID, o.Name, err)
+	}
+	b.Logger().Info("deleted a root credential the engine no longer uses", "kind", o.Kind, "id", o.ID, "name", o.Name)
+	return nil
+}
+
+// cleanup runs when the plugin stops serving the mount. When the mount is
+// being disabled its storage goes next: a root credential the engine made
+// would be lost, so it is deleted first (leases were revoked before).
+func (b *datadogBackend) cleanup(ctx context.Context) {
+	if b.storage == nil || !b.System().Tainted() || !b.WriteSafeReplicationState() {
+		return
+	}
+	cfg, err := getConfig(ctx, b.storage)
+	if err != nil || !b.madeRoot(cfg) {
+		return
+	}
+	if err := b.retireRoot(ctx, cfg); err != nil {
+		b.Logger().Error("the mount is disabled but its root credential could not be deleted: delete it in Datadog", "id", cfg.RootKeyID, "name", cfg.RootKeyName, "error", err)
+	}
+}
+
 // rotationBudget bounds a rotation's Datadog calls, as credsBudget does a
 // creds request's.
 func (c *datadogConfig) rotationBudget() time.Duration { return 4 * c.requestTimeout() }

@@ -423,3 +423,47 @@ func TestRootNameIsNotACredentialName(t *testing.T) {
 		t.Errorf("root name %q parses as a credential name", name)
 	}
 }
+
+// A root key a rotation made has no copy outside Vault: when config stops
+// using it (replaced, deleted) or the mount is disabled, it is deleted.
+func TestRotatedRootIsDeletedWhenNoLongerUsed(t *testing.T) {
+	for _, how := range []string{"config replaced", "config deleted", "mount disabled"} {
+		t.Run(how, func(t *testing.T) {
+			env := newTestEnv(t)
+			env.configure(t)
+			status, spare := env.rootCall(t, http.MethodPost, "/api/v2/current_user/application_keys",
+				`{"data":{"type":"application_keys","attributes":{"name":"operator spare"}}}`)
+			if status != http.StatusCreated {
+				t.Fatalf("creating a spare key: %d", status)
+			}
+			env.mustDo(t, logical.UpdateOperation, "config/rotate-root", nil)
+			made := env.storedConfig(t)
+			switch how {
+			case "config replaced":
+				env.mustDo(t, logical.UpdateOperation, "config", map[string]interface{}{"app_key": secretOf(spare)})
+				if cfg := env.storedConfig(t); !env.rootWorks(t, cfg) || cfg.RootKeyID == made.RootKeyID {
+					t.Fatal("the operator's key is not the root")
+				}
+			case "config deleted":
+				env.mustDo(t, logical.DeleteOperation, "config", nil)
+			case "mount disabled":
+				env.b.System().(*logical.StaticSystemView).TaintedVal = true
+				env.b.Cleanup(context.Background())
+			}
+			if env.keyExists(made.RootKeyID) {
+				t.Errorf("the engine's own root key %s is still in Datadog", made.RootKeyID)
+			}
+			if ids := env.walEntries(t); len(ids) != 0 {
+				t.Errorf("WAL entries left: %v", ids)
+			}
+		})
+	}
+	// An operator's own key is theirs: a config change never deletes it.
+	env := newTestEnv(t)
+	env.configure(t)
+	operators := env.storedConfig(t).RootKeyID
+	env.mustDo(t, logical.DeleteOperation, "config", nil)
+	if !env.keyExists(operators) {
+		t.Error("deleting config deleted the operator's application key")
+	}
+}
