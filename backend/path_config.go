@@ -672,8 +672,18 @@ created in the organisation of api_key. On write, both keys are checked against
 Datadog and the owner's user id is stored; a rejected key gives an error naming
 it.
 
-api_key and app_key are write-only: reads return only their last four
-characters. The configuration is stored seal-wrapped.
+Instead of app_key, the root credential may be access_token, a service access
+token of service_account_id (sent as Authorization: Bearer; api_key is then
+optional, needed only by roles with api_key_mode static).
+
+api_key, app_key and access_token are write-only: reads return only their last
+four characters. The configuration is stored seal-wrapped.
+
+config/rotate-root replaces the root credential with one only Vault knows,
+scoped to root_scopes; rotation_period makes the engine do it by itself (and
+an access_token root is rotated before it expires). Reads show root_key_id,
+last_rotation and next_rotation. A root credential the engine made is deleted
+when config is replaced or deleted, or the mount disabled.
 
 Use site for a Datadog region (datadoghq.eu, us3.datadoghq.com, ...), or api_url
 for a proxy or a local emulator.

@@ -61,6 +61,9 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 	if msg := cfg.scopesProblem(kind, role.Scopes); msg != "" {
 		return logical.ErrorResponse("role %q cannot issue credentials: its %s; narrow the role or config's allowed_scopes", roleName, msg), nil
 	}
+	if kind.withAPIKey && role.APIKeyMode == apiKeyModeStatic && cfg.APIKey == "" {
+		return logical.ErrorResponse("role %q has api_key_mode static, but config has no api_key to share: write config api_key, or use api_key_mode dynamic", roleName), nil
+	}
 
 	// The request's Datadog calls get a bounded time, so that its WAL entry
 	// can be rolled back soon after if it never ends (a crash).
