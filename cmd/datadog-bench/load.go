@@ -111,22 +111,25 @@ func timed(f func() error) (time.Duration, error) {
 	return time.Since(start), err
 }
 
-// peakSampler records the largest resident set size of a process, sampled
-// every 50 ms until stopped.
+// peakSampler records the largest resident set size of the plugin and of
+// Vault, sampled every 50 ms until stopped.
 type peakSampler struct {
 	stop chan struct{}
-	done chan int64
+	done chan memory
 }
 
-func samplePeak(pid int) *peakSampler {
-	s := &peakSampler{stop: make(chan struct{}), done: make(chan int64, 1)}
+func samplePeak(pluginPID, vaultPID int) *peakSampler {
+	s := &peakSampler{stop: make(chan struct{}), done: make(chan memory, 1)}
 	go func() {
-		var peak int64
+		var peak memory
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if n, err := rss(pid); err == nil {
-				peak = max(peak, n)
+			if n, err := rss(pluginPID); err == nil {
+				peak.plugin = max(peak.plugin, n)
+			}
+			if n, err := rss(vaultPID); err == nil {
+				peak.vault = max(peak.vault, n)
 			}
 			select {
 			case <-s.stop:
@@ -139,8 +142,8 @@ func samplePeak(pid int) *peakSampler {
 	return s
 }
 
-// peak stops the sampler and returns the largest size seen (0: none).
-func (s *peakSampler) peak() int64 {
+// peak stops the sampler and returns the largest sizes seen (0: none).
+func (s *peakSampler) peak() memory {
 	close(s.stop)
 	return <-s.done
 }

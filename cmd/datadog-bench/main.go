@@ -164,7 +164,7 @@ func benchServer(opts *options, kind string, started func(*server)) (*serverRepo
 	if err := e.setup(); err != nil {
 		return nil, fmt.Errorf("setting up: %w", err)
 	}
-	report := &serverReport{kind: kind, latency: opts.latency}
+	report := &serverReport{kind: kind}
 	ops := e.ops()
 
 	progress("%s: warming up", kind)
@@ -181,7 +181,7 @@ func benchServer(opts *options, kind string, started func(*server)) (*serverRepo
 	for _, n := range opts.clients {
 		var sampler *peakSampler
 		if n == peakClients {
-			sampler = samplePeak(e.pluginPID)
+			sampler = samplePeak(e.pluginPID, s.cmd.Process.Pid)
 		}
 		for _, op := range ops {
 			var profile chan error
@@ -201,7 +201,8 @@ func benchServer(opts *options, kind string, started func(*server)) (*serverRepo
 			}
 		}
 		if sampler != nil {
-			report.peak = memory{plugin: sampler.peak(), clients: n}
+			report.peak = sampler.peak()
+			report.peak.clients = n
 		}
 	}
 

@@ -11,12 +11,11 @@ import (
 
 // serverReport is everything measured on one server.
 type serverReport struct {
-	kind    string
-	latency time.Duration
-	cells   []*cell
-	idle    memory
-	peak    memory
-	expiry  *expiryReport
+	kind   string
+	cells  []*cell
+	idle   memory
+	peak   memory
+	expiry *expiryReport
 }
 
 var serverTitles = map[string]string{
@@ -82,7 +81,7 @@ func (r *serverReport) print(opts *options) {
 	fmt.Println("|---|--:|--:|")
 	fmt.Printf("| idle, after set-up and warm-up | %s | %s |\n", mb(r.idle.plugin), mb(r.idle.vault))
 	if r.peak.clients > 0 {
-		fmt.Printf("| peak under %d clients (sampled every 50 ms) | %s | |\n", r.peak.clients, mb(r.peak.plugin))
+		fmt.Printf("| peak under %d clients (sampled every 50 ms) | %s | %s |\n", r.peak.clients, mb(r.peak.plugin), mb(r.peak.vault))
 	}
 	if e := r.expiry; e != nil {
 		fmt.Printf("| with %d live leases | %s | %s |\n", e.leases, mb(e.withLeases.plugin), mb(e.withLeases.vault))
