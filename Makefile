@@ -8,6 +8,11 @@ LDFLAGS := -X $(MODULE)/backend.Version=$(VERSION)
 PLUGIN   := bin/plugins/vault-plugin-secrets-datadog
 EMULATOR := bin/datadog-emulator
 
+# make register / make upgrade: the Vault server's plugin_directory, and the
+# mount to upgrade.
+PLUGIN_DIR ?=
+MOUNT      ?= datadog
+
 CHAOS_CYCLES ?= 500
 CHAOS_SEED   ?= 0
 
@@ -15,7 +20,7 @@ BENCH_DIR   := bin/bench
 BENCH_FLAGS ?=
 
 .DEFAULT_GOAL := build
-.PHONY: help build vault test chaos bench dev fmt vet clean
+.PHONY: help build vault test chaos bench dev register upgrade fmt vet clean
 
 help:
 	@echo "make build   plugin into $(PLUGIN) (VERSION=$(VERSION)) and $(EMULATOR)"
@@ -27,6 +32,12 @@ help:
 	@echo "             floors, mass expiry, memory and storage per lease; then go test -bench ./backend. BENCH_FLAGS passes"
 	@echo "             flags (\"-latency 50ms\", \"-duration 1s -leases 200\"); $(BENCH_DIR)/datadog-bench -h lists them"
 	@echo "make dev     Vault dev server with the plugin at datadog/, against the emulator"
+	@echo "make register PLUGIN_DIR=dir VERSION=v1.2.3"
+	@echo "             copy the plugin into the server's plugin_directory and register it in the Vault at"
+	@echo "             VAULT_ADDR (sha256, version)"
+	@echo "make upgrade PLUGIN_DIR=dir VERSION=v1.2.4 [MOUNT=$(MOUNT)]"
+	@echo "             register VERSION, move the mount to it (secrets tune, plugin reload), print its"
+	@echo "             running_plugin_version before and after"
 	@echo "make fmt | vet | clean"
 
 build:
@@ -60,6 +71,12 @@ bench:
 
 dev:
 	VERSION=$(VERSION) scripts/dev.sh
+
+register: build
+	PLUGIN_BIN=$(PLUGIN) VERSION=$(VERSION) PLUGIN_DIR=$(PLUGIN_DIR) scripts/register.sh register
+
+upgrade: build
+	PLUGIN_BIN=$(PLUGIN) VERSION=$(VERSION) PLUGIN_DIR=$(PLUGIN_DIR) MOUNT=$(MOUNT) scripts/register.sh upgrade
 
 fmt:
 	go fmt ./...
