@@ -52,6 +52,11 @@ type datadogBackend struct {
 	tidyLock    sync.Mutex
 	tidyRunning *tidyStatus // the running or last tidy
 
+	// roles caches roles for creds and renewals (see cachedRole).
+	rolesLock       sync.Mutex
+	roles           map[string]*datadogRole
+	rolesGeneration uint64
+
 	scopesLock    sync.Mutex
 	scopes        map[string]bool
 	scopesFetched time.Time
@@ -93,11 +98,14 @@ func newBackend() *datadogBackend {
 	return b
 }
 
-// invalidate drops cached state derived from the configuration when another
-// node (or a replicated write) changes it.
+// invalidate drops cached state derived from the configuration or the
+// roles when another node (or a replicated write) changes them.
 func (b *datadogBackend) invalidate(_ context.Context, key string) {
-	if key == configPath {
+	switch {
+	case key == configPath:
 		b.reset()
+	case strings.HasPrefix(key, rolePrefix):
+		b.forgetRoles()
 	}
 }
 

@@ -201,7 +201,7 @@ func (b *datadogBackend) revokeCredential(ctx context.Context, req *logical.Requ
 
 func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	roleName, _ := req.Secret.InternalData["role"].(string)
-	role, err := getRole(ctx, req.Storage, roleName)
+	role, err := b.cachedRole(ctx, req.Storage, roleName)
 	if err != nil {
 		return nil, err
 	}

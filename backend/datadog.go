@@ -200,6 +200,8 @@ type datadogClient struct {
 	auth            *datadogV1.AuthenticationApi
 }
 
+const maxIdleConnsPerHost = 64
+
 // newDatadogClient builds a client for the configuration. client-go's own
 // retries are off: they would send a create again after a 5xx, leaving a
 // duplicate key whose secret nobody saw. call retries what is safe instead.
@@ -208,6 +210,9 @@ func newDatadogClient(cfg *datadogConfig, logger hclog.Logger) (datadogAPI, erro
 	c.UserAgent = "vault-plugin-secrets-datadog/" + Version + " " + c.UserAgent
 	c.RetryConfiguration.EnableRetry = false
 	httpClient := cleanhttp.DefaultPooledClient()
+	// Concurrent creds requests each hold a connection; the default of a
+	// few idle ones per host would close and reopen most of them.
+	httpClient.Transport.(*http.Transport).MaxIdleConnsPerHost = maxIdleConnsPerHost
 	httpClient.Timeout = cfg.requestTimeout()
 	httpClient.CheckRedirect = checkRedirect
 	c.HTTPClient = httpClient

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/vault/sdk/helper/template"
 )
@@ -60,7 +61,7 @@ type nameData struct {
 // lease's key. Values are sanitised first so that any identity's display
 // name makes a clean name.
 func credentialName(tmpl string, data nameData, unique string) (string, error) {
-	t, err := template.NewTemplate(template.Template(tmpl))
+	t, err := parsedTemplate(tmpl)
 	if err != nil {
 		return "", err
 	}
@@ -77,6 +78,22 @@ func credentialName(tmpl string, data nameData, unique string) (string, error) {
 		name = name[:room]
 	}
 	return name + "-" + unique, nil
+}
+
+// parsedTemplates keeps each name template parsed: parsing costs more than
+// the rest of a creds request's own work, and templates are few.
+var parsedTemplates sync.Map // template text -> template.StringTemplate
+
+func parsedTemplate(tmpl string) (template.StringTemplate, error) {
+	if t, ok := parsedTemplates.Load(tmpl); ok {
+		return t.(template.StringTemplate), nil
+	}
+	t, err := template.NewTemplate(template.Template(tmpl))
+	if err != nil {
+		return t, err
+	}
+	parsedTemplates.Store(tmpl, t)
+	return t, nil
 }
 
 // checkNameTemplate refuses a template that does not parse, fails to render

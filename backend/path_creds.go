@@ -43,7 +43,7 @@ func pathCreds(b *datadogBackend) *framework.Path {
 
 func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	roleName := d.Get("name").(string)
-	role, err := getRole(ctx, req.Storage, roleName)
+	role, err := b.cachedRole(ctx, req.Storage, roleName)
 	if err != nil {
 		return nil, err
 	}

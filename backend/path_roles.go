@@ -168,6 +168,41 @@ func getRole(ctx context.Context, s logical.Storage, name string) (*datadogRole,
 	return role, nil
 }
 
+// cachedRole returns a role for the paths that only read it (creds,
+// renewals): from memory after the first read, so that issuing a
+// credential reads no storage but its own record. Role writes and deletes,
+// here or on another node (Invalidate), empty the cache; a read that
+// started before such a change does not fill it.
+func (b *datadogBackend) cachedRole(ctx context.Context, s logical.Storage, name string) (*datadogRole, error) {
+	b.rolesLock.Lock()
+	role, cached := b.roles[name]
+	generation := b.rolesGeneration
+	b.rolesLock.Unlock()
+	if cached {
+		return role, nil
+	}
+	role, err := getRole(ctx, s, name)
+	if err != nil || role == nil {
+		return role, err
+	}
+	b.rolesLock.Lock()
+	if b.rolesGeneration == generation {
+		if b.roles == nil {
+			b.roles = map[string]*datadogRole{}
+		}
+		b.roles[name] = role
+	}
+	b.rolesLock.Unlock()
+	return role, nil
+}
+
+func (b *datadogBackend) forgetRoles() {
+	b.rolesLock.Lock()
+	b.roles = nil
+	b.rolesGeneration++
+	b.rolesLock.Unlock()
+}
+
 func (b *datadogBackend) pathRoleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
 	role, err := getRole(ctx, req.Storage, d.Get("name").(string))
 	return role != nil, err
@@ -194,6 +229,7 @@ func (b *datadogBackend) pathRoleList(ctx context.Context, req *logical.Request,
 }
 
 func (b *datadogBackend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	defer b.forgetRoles()
 	return nil, req.Storage.Delete(ctx, rolePrefix+d.Get("name").(string))
 }
 
@@ -249,7 +285,9 @@ func (b *datadogBackend) pathRoleWrite(ctx context.Context, req *logical.Request
 	if err != nil {
 		return nil, err
 	}
-	if err := req.Storage.Put(ctx, entry); err != nil {
+	err = req.Storage.Put(ctx, entry)
+	b.forgetRoles()
+	if err != nil {
 		return nil, err
 	}
 

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"context"
 	"reflect"
 	"testing"
 
@@ -150,4 +151,29 @@ func TestRoleScopesFallBackWhenPermissionsMayNotBeListed(t *testing.T) {
 	wantUserError(t, r, err, "dashbords_read", "did you mean dashboards_read")
 	// The least-privilege identity still issues keys.
 	env.mustDo(t, logical.ReadOperation, "creds/dash", nil)
+}
+
+// Creds reads take the role from memory; a role written here, or by
+// another node (Vault then invalidates the key), is used from the next read.
+func TestCredsUseTheRoleAsLastWritten(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "none"})
+	scopesOf := func() interface{} { return env.mustDo(t, logical.ReadOperation, "creds/r", nil).Data["scopes"] }
+	if got := scopesOf(); !reflect.DeepEqual(got, []string{"dashboards_read"}) {
+		t.Fatalf("scopes %v", got)
+	}
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "monitors_read"})
+	if got := scopesOf(); !reflect.DeepEqual(got, []string{"monitors_read"}) {
+		t.Errorf("after a role write here: scopes %v", got)
+	}
+
+	role, _ := getRole(context.Background(), env.storage, "r")
+	role.Scopes = []string{"dashboards_write"}
+	entry, _ := logical.StorageEntryJSON(rolePrefix+"r", role)
+	env.storage.Put(context.Background(), entry) // as replication from another node would
+	env.b.InvalidateKey(context.Background(), rolePrefix+"r")
+	if got := scopesOf(); !reflect.DeepEqual(got, []string{"dashboards_write"}) {
+		t.Errorf("after another node's role write: scopes %v", got)
+	}
 }
