@@ -154,24 +154,32 @@ func pathConfig(b *datadogBackend) *framework.Path {
 			logical.ReadOperation: &framework.PathOperation{
 				Callback:     b.pathConfigRead,
 				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: "configuration"},
+				Summary:      "Read the configuration; its keys only by their last four characters.",
+				Responses:    configReadResponses(),
 			},
 			// Writes check the keys with Datadog: a standby would do that
 			// only to fail storing the result.
 			logical.CreateOperation: &framework.PathOperation{
 				Callback:                    b.pathConfigWrite,
 				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
+				Summary:                     configWriteSummary,
+				Responses:                   configWriteResponses(),
 				ForwardPerformanceStandby:   true,
 				ForwardPerformanceSecondary: true,
 			},
 			logical.UpdateOperation: &framework.PathOperation{
 				Callback:                    b.pathConfigWrite,
 				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
+				Summary:                     configWriteSummary,
+				Responses:                   configWriteResponses(),
 				ForwardPerformanceStandby:   true,
 				ForwardPerformanceSecondary: true,
 			},
 			logical.DeleteOperation: &framework.PathOperation{
 				Callback:                    b.pathConfigDelete,
 				DisplayAttrs:                &framework.DisplayAttributes{OperationSuffix: "configuration"},
+				Summary:                     "Delete the configuration.",
+				Responses:                   stored("Configuration deleted (or there was none).", "which Datadog keys force=true left behind"),
 				ForwardPerformanceStandby:   true,
 				ForwardPerformanceSecondary: true,
 			},
@@ -548,15 +556,24 @@ var errNotConfigured = errors.New("the Datadog secrets engine is not configured:
 const pathConfigHelpSyn = `Configure the Datadog identity and site the engine uses.`
 
 const pathConfigHelpDesc = `
-The engine creates every credential it issues as this identity: application
-keys are owned by the user (or service account) of app_key, and API keys are
-created in the organisation of api_key. On write, both keys are checked against
-Datadog and the owner's user id is stored; a rejected key gives an error naming
-it.
+The engine acts as this identity in every Datadog call: application keys and
+personal access tokens of application_key and personal_access_token roles are
+owned by the user (or service account) app_key belongs to, the credentials of
+service account roles by the role's service account, and API keys are created
+in the organisation of api_key.
 
-api_key and app_key are write-only: reads return only their last four
-characters. The configuration is stored seal-wrapped.
+On write, both keys are checked against Datadog (a rejected key gives an error
+naming it) and the identity's user id, handle and organisation id are stored.
+Updates change only the fields given. A write that changes the identity, or a
+delete, is refused while leases or write-ahead log entries hold Datadog keys
+that the engine could then no longer delete, unless force=true (then warnings
+name each key left behind). The configuration is stored seal-wrapped.
 
 Use site for a Datadog region (datadoghq.eu, us3.datadoghq.com, ...), or api_url
 for a proxy or a local emulator.
+
+A read returns site, api_url, owner_id, owner_handle and org_id (the identity),
+api_key_last4 and app_key_last4 (api_key and app_key are write-only: only their
+last four characters are shown), allowed_scopes, and request_timeout and
+tidy_interval in seconds.
 `

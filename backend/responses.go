@@ -1,0 +1,125 @@
+package backend
+
+import (
+	"maps"
+	"net/http"
+
+	"github.com/hashicorp/vault/sdk/framework"
+)
+
+// Response schemas of the engine's operations, as Vault's OpenAPI document
+// (sys/internal/specs/openapi) publishes them: each lists exactly the fields
+// its handler returns, and TestOpenAPIDocumentMatchesTheHandlers holds the
+// handlers to it.
+
+// noContent is the answer of a write that returns nothing.
+func noContent(description string) framework.Response {
+	return framework.Response{Description: description}
+}
+
+// stored is the answer of a write that returns nothing but, at times,
+// warnings: Vault answers 204 without them and 200 with them.
+func stored(what, warnings string) map[int][]framework.Response {
+	return map[int][]framework.Response{
+		http.StatusNoContent: {noContent(what)},
+		http.StatusOK:        {{Description: what + " Warnings say " + warnings + "."}},
+	}
+}
+
+func ok(description string, fields map[string]*framework.FieldSchema) map[int][]framework.Response {
+	return map[int][]framework.Response{http.StatusOK: {{Description: description, Fields: fields}}}
+}
+
+func field(t framework.FieldType, required bool, description string) *framework.FieldSchema {
+	return &framework.FieldSchema{Type: t, Required: required, Description: description}
+}
+
+func configReadResponses() map[int][]framework.Response {
+	return ok("The configuration, without its keys.", map[string]*framework.FieldSchema{
+		"site":           field(framework.TypeString, true, "Datadog site of the organisation."),
+		"api_url":        field(framework.TypeString, true, "Base URL of the Datadog API set with api_url; empty when the engine calls the site's API."),
+		"owner_id":       field(framework.TypeString, true, "Datadog user id of the identity app_key belongs to, found when config was written: it owns the application keys and personal access tokens the engine issues."),
+		"owner_handle":   field(framework.TypeString, true, "Datadog handle of that identity."),
+		"org_id":         field(framework.TypeString, true, "Datadog organisation id of that identity."),
+		"api_key_last4":  field(framework.TypeString, true, "Last four characters of api_key; the key itself is never returned."),
+		"app_key_last4":  field(framework.TypeString, true, "Last four characters of app_key; the key itself is never returned."),
+		"allowed_scopes": field(framework.TypeStringSlice, true, "Datadog permissions the roles of this mount may grant; empty: any."),
+		"request_timeout": field(framework.TypeInt64, true,
+			"Timeout of each HTTP call to Datadog, in seconds (30 when not set)."),
+		"tidy_interval": field(framework.TypeInt64, true, "How often the engine runs tidy by itself, in seconds; 0: never."),
+	})
+}
+
+func roleReadResponses() map[int][]framework.Response {
+	return ok("The role.", map[string]*framework.FieldSchema{
+		"credential_type": field(framework.TypeString, true, "Kind of Datadog credential the role issues."),
+		"scopes":          field(framework.TypeStringSlice, true, "Datadog permissions issued credentials are limited to; empty for api_key roles and unscoped roles."),
+		"allow_unscoped": field(framework.TypeBool, false,
+			"Whether the role may issue application keys without scopes; application_key and service_account_application_key roles only."),
+		"api_key_mode": field(framework.TypeString, false,
+			"API key returned with the application key (dynamic, none or static); application_key and service_account_application_key roles only."),
+		"service_account_id": field(framework.TypeString, false,
+			"Datadog service account that owns issued credentials; service_account_application_key and service_access_token roles only."),
+		"name_template": field(framework.TypeString, true, "Template of the Datadog name of issued credentials; the default when none was set."),
+		"ttl":           field(framework.TypeInt64, true, "Default lease duration in seconds; 0: the mount's default."),
+		"max_ttl":       field(framework.TypeInt64, true, "Maximum lease lifetime in seconds; 0: the mount's maximum."),
+	})
+}
+
+func roleListResponses() map[int][]framework.Response {
+	return ok("The names of the roles.", map[string]*framework.FieldSchema{
+		"keys": field(framework.TypeStringSlice, true, "Names of the roles."),
+	})
+}
+
+// credsResponses is what a creds read returns, across credential types:
+// the fields of each type's secret.
+func credsResponses() map[int][]framework.Response {
+	fields := map[string]*framework.FieldSchema{}
+	for _, name := range credentialTypeNames() {
+		maps.Copy(fields, credentialKinds[name].responseFields())
+	}
+	return ok("A new credential, with its lease; which fields come depends on the role's credential_type.", fields)
+}
+
+func tidyResponses() map[int][]framework.Response {
+	return map[int][]framework.Response{
+		http.StatusAccepted: {{Description: "Tidy started in the background; read tidy/status for its result."}},
+	}
+}
+
+func tidyStatusResponses() map[int][]framework.Response {
+	return ok("The running or last tidy.", map[string]*framework.FieldSchema{
+		"state": {
+			Type:          framework.TypeString,
+			Required:      true,
+			AllowedValues: []interface{}{"running", "finished", "error"},
+			Description:   "running, finished, or error (then see error).",
+		},
+		"started_at":       field(framework.TypeTime, true, "When the run started."),
+		"finished_at":      field(framework.TypeTime, false, "When the run ended; absent while it runs."),
+		"duration_seconds": field(framework.TypeFloat, false, "How long the run took, in seconds; absent while it runs."),
+		"dry_run":          field(framework.TypeBool, true, "Whether the run only reported what it would delete."),
+		"safety_buffer":    field(framework.TypeInt64, true, "The run's safety_buffer, in seconds."),
+		"found":            field(framework.TypeInt, true, "Credentials found to delete."),
+		"deleted":          field(framework.TypeInt, true, "Of those, how many were deleted (none in a dry run)."),
+		"failed":           field(framework.TypeInt, true, "Of those, how many could not be deleted."),
+		"dropped":          field(framework.TypeInt, true, "Records of leases dropped because their credentials were gone."),
+		"by_kind":          field(framework.TypeMap, true, "found, deleted and failed, per credential kind."),
+		"candidates": field(framework.TypeSlice, true,
+			"The first 100 credentials found to delete, each with its kind, id, name and the reason."),
+		"error": field(framework.TypeString, true, "What failed, when state is error; empty otherwise."),
+	})
+}
+
+const configWriteSummary = "Write the Datadog identity and site the engine uses; its keys are checked with Datadog first."
+
+func configWriteResponses() map[int][]framework.Response {
+	return stored("Configuration stored.", "which Datadog keys force=true left behind")
+}
+
+const roleWriteSummary = "Create or update a role; scopes and service account are checked with Datadog first."
+
+func roleWriteResponses() map[int][]framework.Response {
+	return stored("Role stored.", "that the role is unscoped, that its ttl or max_ttl exceeds the mount's maximum, or that it hands out the engine's own API key")
+}
