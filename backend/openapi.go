@@ -1,16 +1,60 @@
 package backend
 
 import (
+	"context"
 	"maps"
 	"net/http"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
+// HandleRequest serves every request through the framework, and puts the
+// request and response schemas of the OpenAPI document that a help request
+// returns inline, besides under components. Vault (1.21 included) decodes a
+// plugin's document without the $ref of each schema (hashicorp/vault#30714),
+// which would leave every body in sys/internal/specs/openapi empty.
+func (b *datadogBackend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	resp, err := b.Backend.HandleRequest(ctx, req)
+	if err == nil && req.Operation == logical.HelpOperation && resp != nil {
+		if doc, ok := resp.Data["openapi"].(*framework.OASDocument); ok {
+			inlineSchemas(doc)
+		}
+	}
+	return resp, err
+}
+
+func inlineSchemas(doc *framework.OASDocument) {
+	inline := func(content framework.OASContent) {
+		for _, media := range content {
+			if media == nil || media.Schema == nil {
+				continue
+			}
+			name, ok := strings.CutPrefix(media.Schema.Ref, "#/components/schemas/")
+			if schema := doc.Components.Schemas[name]; ok && schema != nil {
+				media.Schema = schema
+			}
+		}
+	}
+	for _, item := range doc.Paths {
+		for _, op := range []*framework.OASOperation{item.Get, item.Post, item.Patch, item.Delete} {
+			if op == nil {
+				continue
+			}
+			if op.RequestBody != nil {
+				inline(op.RequestBody.Content)
+			}
+			for _, resp := range op.Responses {
+				inline(resp.Content)
+			}
+		}
+	}
+}
+
 // Response schemas of the engine's operations, as Vault's OpenAPI document
-// (sys/internal/specs/openapi) publishes them: each lists exactly the fields
-// its handler returns, and TestOpenAPIDocumentMatchesTheHandlers holds the
-// handlers to it.
+// publishes them: each lists exactly the fields its handler returns, and
+// TestOpenAPIDocumentMatchesTheHandlers holds the handlers to it.
 
 // noContent is the answer of a write that returns nothing.
 func noContent(description string) framework.Response {
