@@ -37,6 +37,13 @@ type datadogBackend struct {
 	lock    sync.RWMutex
 	current *session
 
+	// storage is the mount's storage, for the clean-up when it is disabled.
+	storage logical.Storage
+
+	// rootLock serialises the changes of the root credential: config
+	// writes, rotations and their rollback.
+	rootLock sync.Mutex
+
 	// issuedRecords caches the ids of records known to belong to a lease,
 	// so that the rollback reads each such record once, not every minute.
 	issuedRecords sync.Map
@@ -54,6 +61,7 @@ type datadogBackend struct {
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := newBackend()
 	b.marker = mountMarker(conf.BackendUUID)
+	b.storage = conf.StorageView
 	b.started = time.Now()
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
@@ -68,10 +76,10 @@ func newBackend() *datadogBackend {
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: []string{configPath},
-			LocalStorage:    []string{recordPrefix, tidyStatusPath},
+			LocalStorage:    []string{recordPrefix, tidyStatusPath, framework.WALPrefix},
 		},
 		Paths: framework.PathAppend(
-			[]*framework.Path{pathConfig(b)},
+			[]*framework.Path{pathConfig(b), pathConfigRotateRoot(b)},
 			pathRoles(b),
 			[]*framework.Path{pathCreds(b)},
 			pathTidy(b),
@@ -79,6 +87,7 @@ func newBackend() *datadogBackend {
 		Secrets:        credentialSecrets(b),
 		PeriodicFunc:   b.periodicFunc,
 		Invalidate:     b.invalidate,
+		Clean:          b.cleanup,
 		RunningVersion: Version,
 	}
 	return b

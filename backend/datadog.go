@@ -187,6 +187,7 @@ func errorText(raw json.RawMessage) string {
 // no request context: every call takes the caller's.
 type datadogClient struct {
 	apiKey, appKey string
+	accessToken    string // a service access token root, sent as Authorization: Bearer instead of appKey
 	site           string
 	self           string // user id of the configured identity
 	limits         *rateLimits
@@ -219,12 +220,13 @@ func newDatadogClient(cfg *datadogConfig, logger hclog.Logger) (datadogAPI, erro
 	}
 	client := datadog.NewAPIClient(c)
 	return &datadogClient{
-		apiKey: cfg.APIKey,
-		appKey: cfg.AppKey,
-		site:   cfg.Site,
-		self:   cfg.OwnerID,
-		limits: newRateLimits(logger),
-		logger: logger,
+		apiKey:      cfg.APIKey,
+		appKey:      cfg.AppKey,
+		accessToken: cfg.AccessToken,
+		site:        cfg.Site,
+		self:        cfg.OwnerID,
+		limits:      newRateLimits(logger),
+		logger:      logger,
 
 		keys:            datadogV2.NewKeyManagementApi(client),
 		users:           datadogV2.NewUsersApi(client),
@@ -251,10 +253,16 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 // with adds the credentials and the site to the caller's context, as
 // client-go expects them.
 func (c *datadogClient) with(ctx context.Context) context.Context {
-	ctx = context.WithValue(ctx, datadog.ContextAPIKeys, map[string]datadog.APIKey{
-		"apiKeyAuth": {Key: c.apiKey},
-		"appKeyAuth": {Key: c.appKey},
-	})
+	keys := map[string]datadog.APIKey{}
+	if c.apiKey != "" {
+		keys["apiKeyAuth"] = datadog.APIKey{Key: c.apiKey}
+	}
+	if c.accessToken != "" {
+		ctx = context.WithValue(ctx, datadog.ContextAccessToken, c.accessToken)
+	} else {
+		keys["appKeyAuth"] = datadog.APIKey{Key: c.appKey}
+	}
+	ctx = context.WithValue(ctx, datadog.ContextAPIKeys, keys)
 	return context.WithValue(ctx, datadog.ContextServerVariables, map[string]string{"site": c.site})
 }
 
@@ -532,6 +540,10 @@ const (
 type listedObject struct {
 	datadogObject           // Owner "" when the listing does not say
 	CreatedAt     time.Time // zero when it does not parse
+	// Visible is the part of the secret Datadog shows in listings: an
+	// application key's last 4 characters, an access token's public
+	// portion (its start). Empty for other kinds.
+	Visible string
 }
 
 func (c *datadogClient) FindByName(ctx context.Context, o datadogObject, createdAfter time.Time) ([]string, error) {
@@ -572,8 +584,8 @@ func (c *datadogClient) List(ctx context.Context, o datadogObject, maxPages int)
 // contains o.Name.
 func (c *datadogClient) listPage(ctx context.Context, o datadogObject, page int64) ([]listedObject, error) {
 	var entries []listedObject
-	add := func(id, name, owner string, created time.Time) {
-		entries = append(entries, listedObject{datadogObject{Kind: o.Kind, ID: id, Name: name, Owner: owner, Home: o.Home}, created})
+	add := func(id, name, owner string, created time.Time, visible string, expires *time.Time) {
+		entries = append(entries, listedObject{datadogObject{Kind: o.Kind, ID: id, Name: name, Owner: owner, Home: o.Home, ExpiresAt: expires}, created, visible})
 	}
 	err := c.call(ctx, describeKind(o.Kind)+" listing", true, func(ctx context.Context) (*http.Response, error) {
 		entries = entries[:0]
@@ -597,7 +609,7 @@ func (c *datadogClient) listPage(ctx context.Context, o datadogObject, page int6
 				attrs := k.GetAttributes()
 				rels := k.GetRelationships()
 				owner := rels.GetOwnedBy()
-				add(k.GetId(), attrs.GetName(), owner.Data.GetId(), parseDatadogTime(attrs.GetCreatedAt()))
+				add(k.GetId(), attrs.GetName(), owner.Data.GetId(), parseDatadogTime(attrs.GetCreatedAt()), attrs.GetLast4(), nil)
 			}
 			return resp, err
 		case kindPersonalAccessToken:
@@ -607,7 +619,7 @@ func (c *datadogClient) listPage(ctx context.Context, o datadogObject, page int6
 				attrs := t.GetAttributes()
 				rels := t.GetRelationships()
 				owner := rels.GetOwnedBy()
-				add(t.GetId(), attrs.GetName(), owner.Data.GetId(), attrs.GetCreatedAt())
+				add(t.GetId(), attrs.GetName(), owner.Data.GetId(), attrs.GetCreatedAt(), attrs.GetPublicPortion(), expiry(attrs.GetExpiresAtOk()))
 			}
 			return resp, err
 		case kindServiceAccessToken:
@@ -615,7 +627,7 @@ func (c *datadogClient) listPage(ctx context.Context, o datadogObject, page int6
 			out, resp, err := c.serviceAccounts.ListServiceAccountAccessTokens(ctx, o.Owner, *opts)
 			for _, t := range out.GetData() {
 				attrs := t.GetAttributes()
-				add(t.GetId(), attrs.GetName(), o.Owner, attrs.GetCreatedAt())
+				add(t.GetId(), attrs.GetName(), o.Owner, attrs.GetCreatedAt(), attrs.GetPublicPortion(), expiry(attrs.GetExpiresAtOk()))
 			}
 			return resp, err
 		case kindAPIKey:
@@ -625,7 +637,7 @@ func (c *datadogClient) listPage(ctx context.Context, o datadogObject, page int6
 				attrs := k.GetAttributes()
 				rels := k.GetRelationships()
 				creator := rels.GetCreatedBy()
-				add(k.GetId(), attrs.GetName(), creator.Data.GetId(), parseDatadogTime(attrs.GetCreatedAt()))
+				add(k.GetId(), attrs.GetName(), creator.Data.GetId(), parseDatadogTime(attrs.GetCreatedAt()), "", nil)
 			}
 			return resp, err
 		}

@@ -25,8 +25,27 @@ const (
 
 // datadogConfig is the identity the engine acts as. Stored seal-wrapped.
 type datadogConfig struct {
-	APIKey      string `json:"api_key"`
-	AppKey      string `json:"app_key"`
+	APIKey string `json:"api_key"`
+	// The root credential: an application key of the identity, or an
+	// access token of a service account (which Datadog expires).
+	AppKey           string `json:"app_key,omitempty"`
+	AccessToken      string `json:"access_token,omitempty"`
+	ServiceAccountID string `json:"service_account_id,omitempty"`
+	// RootKeyID and RootKeyName identify the root credential in Datadog,
+	// once known (rotate-root sets them; for a root written by an operator
+	// the first rotation finds its id); RootExpiresAt is a token's expiry.
+	RootKeyID     string     `json:"root_key_id,omitempty"`
+	RootKeyName   string     `json:"root_key_name,omitempty"`
+	RootExpiresAt *time.Time `json:"root_expires_at,omitempty"`
+	// RootScopes are the scopes of the root credentials rotate-root creates.
+	RootScopes []string `json:"root_scopes,omitempty"`
+	// RotationPeriod is how often the engine rotates its root credential;
+	// 0: only on request (and, for a token, before it expires).
+	RotationPeriod time.Duration `json:"rotation_period,omitempty"`
+	// LastRotation is when the root credential was last rotated, or
+	// written by an operator.
+	LastRotation time.Time `json:"last_rotation"`
+
 	Site        string `json:"site"`
 	APIURL      string `json:"api_url,omitempty"`
 	OwnerID     string `json:"owner_id"`
@@ -117,6 +136,29 @@ func pathConfig(b *datadogBackend) *framework.Path {
 					Name:      "Application key",
 					Sensitive: true,
 				},
+			},
+			"access_token": {
+				Type: framework.TypeString,
+				Description: "Instead of app_key: a service access token (ddsat_…) of service_account_id, sent as " +
+					"Authorization: Bearer. Datadog expires it; the engine rotates it before then. Write-only: never returned.",
+				DisplayAttrs: &framework.DisplayAttributes{
+					Name:      "Access token",
+					Sensitive: true,
+				},
+			},
+			"service_account_id": {
+				Type:        framework.TypeString,
+				Description: "The service account (its Datadog user id) that owns access_token; required with access_token.",
+			},
+			"root_scopes": {
+				Type: framework.TypeCommaStringSlice,
+				Description: "Scopes of the root credentials rotate-root creates. Default: " + strings.Join(defaultRootScopes, ",") +
+					" — what the engine needs for every credential kind.",
+			},
+			"rotation_period": {
+				Type: framework.TypeDurationSecond,
+				Description: "How often the engine rotates its root credential by itself, such as 720h; at least 1m. " +
+					"0 (the default): only on request (config/rotate-root), and for an access_token root before it expires.",
 			},
 			"site": {
 				Type:          framework.TypeString,
@@ -212,7 +254,7 @@ func (b *datadogBackend) pathConfigRead(ctx context.Context, req *logical.Reques
 	if err != nil || cfg == nil {
 		return nil, err
 	}
-	return &logical.Response{Data: map[string]interface{}{
+	data := map[string]interface{}{
 		"site":            cfg.Site,
 		"api_url":         cfg.APIURL,
 		"owner_id":        cfg.OwnerID,
@@ -223,10 +265,16 @@ func (b *datadogBackend) pathConfigRead(ctx context.Context, req *logical.Reques
 		"allowed_scopes":  append([]string{}, cfg.AllowedScopes...), // [] rather than null when unset
 		"request_timeout": int64(cfg.requestTimeout().Seconds()),
 		"tidy_interval":   int64(cfg.TidyInterval.Seconds()),
-	}}, nil
+	}
+	for k, v := range cfg.rootStatus() {
+		data[k] = v
+	}
+	return &logical.Response{Data: data}, nil
 }
 
 func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	b.rootLock.Lock()
+	defer b.rootLock.Unlock()
 	previous, err := getConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -239,8 +287,8 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 	if v, ok := d.GetOk("api_key"); ok {
 		cfg.APIKey = strings.TrimSpace(v.(string))
 	}
-	if v, ok := d.GetOk("app_key"); ok {
-		cfg.AppKey = strings.TrimSpace(v.(string))
+	if msg := cfg.setRoot(d); msg != "" {
+		return logical.ErrorResponse(msg), nil
 	}
 	if v, ok := d.GetOk("site"); ok {
 		cfg.Site = strings.ToLower(strings.TrimSpace(v.(string)))
@@ -257,18 +305,30 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 	if v, ok := d.GetOk("tidy_interval"); ok {
 		cfg.TidyInterval = time.Duration(v.(int)) * time.Second
 	}
+	if v, ok := d.GetOk("root_scopes"); ok {
+		cfg.RootScopes = normalizeScopes(v.([]string))
+	}
+	if v, ok := d.GetOk("rotation_period"); ok {
+		cfg.RotationPeriod = time.Duration(v.(int)) * time.Second
+	}
 
 	switch {
-	case cfg.APIKey == "":
-		return logical.ErrorResponse("api_key is required: the Datadog API key of the organisation"), nil
-	case cfg.AppKey == "":
-		return logical.ErrorResponse("app_key is required: a Datadog application key of the identity that will own issued keys"), nil
+	case cfg.APIKey == "" && cfg.AccessToken == "":
+		return logical.ErrorResponse("api_key is required: the Datadog API key of the organisation (optional only with an access_token root)"), nil
+	case cfg.AppKey == "" && cfg.AccessToken == "":
+		return logical.ErrorResponse("app_key is required: a Datadog application key of the identity that will own issued keys " +
+			"(or access_token with service_account_id: a service access token of that service account)"), nil
 	case !slices.Contains(datadogSites(), cfg.Site):
 		return logical.ErrorResponse("site %q is not a Datadog site; allowed: %s", cfg.Site, strings.Join(datadogSites(), ", ")), nil
 	case cfg.RequestTimeout < 0 || cfg.RequestTimeout > maxRequestTimeout || cfg.RequestTimeout > 0 && cfg.RequestTimeout < time.Second:
 		return logical.ErrorResponse("request_timeout %s is not allowed: give between 1s and %s (0 for the default %s)", cfg.RequestTimeout, maxRequestTimeout, defaultRequestTimeout), nil
 	case cfg.TidyInterval < 0:
 		return logical.ErrorResponse("tidy_interval must not be negative (0 turns periodic tidy off)"), nil
+	case cfg.RotationPeriod < 0 || cfg.RotationPeriod > 0 && cfg.RotationPeriod < minRotationPeriod:
+		return logical.ErrorResponse("rotation_period %s is not allowed: give at least %s (the engine checks every minute), or 0 to rotate only on request", cfg.RotationPeriod, minRotationPeriod), nil
+	}
+	if msg := cfg.rootScopesProblem(); msg != "" {
+		return logical.ErrorResponse(msg), nil
 	}
 	if cfg.APIURL != "" {
 		if _, _, err := parseAPIURL(cfg.APIURL); err != nil {
@@ -285,8 +345,27 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 		return resp, err
 	}
 	cfg.OwnerID, cfg.OwnerHandle, cfg.OrgID = owner.ID, owner.Handle, owner.OrgID
-
+	if cfg.AccessToken != "" && owner.ID != cfg.ServiceAccountID {
+		return logical.ErrorResponse("access_token belongs to user %s, not to service_account_id %s", owner.ID, cfg.ServiceAccountID), nil
+	}
 	var warnings []string
+	if cfg.RootKeyID == "" {
+		// Known now, the root's id is shown on read, and a token's expiry
+		// schedules its rotation. Not knowing it stops only rotation.
+		identified, err := b.newClient(cfg, b.Logger())
+		if err != nil {
+			return nil, err
+		}
+		lookup, cancel := context.WithTimeout(ctx, checkTimeout)
+		root, err := identifyRoot(lookup, identified, cfg)
+		cancel()
+		if err != nil {
+			warnings = append(warnings, fmt.Sprintf("config/rotate-root will not work until this is fixed: %v", err))
+		} else {
+			cfg.RootKeyID, cfg.RootKeyName, cfg.RootExpiresAt = root.ID, root.Name, root.ExpiresAt
+		}
+	}
+
 	if previous != nil && !previous.sameIdentity(cfg) {
 		next := &successor{cfg: cfg}
 		// The client must know whose keys are its own to pick endpoints.
@@ -300,11 +379,23 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 		case err != nil:
 			return nil, fmt.Errorf("error reading the permissions of the new identity: %w", err)
 		}
-		if resp, warnings, err = b.checkStranded(ctx, req, previous, next, d.Get("force").(bool)); resp != nil || err != nil {
+		resp, stranded, err := b.checkStranded(ctx, req, previous, next, d.Get("force").(bool))
+		if resp != nil || err != nil {
 			return resp, err
 		}
+		warnings = append(warnings, stranded...)
 	}
 
+	// A root credential a rotation made, replaced by the operator's, is
+	// deleted once config no longer holds it; its WAL entry makes the
+	// rollback retry if that fails.
+	var retired string
+	if previous != nil && b.madeRoot(previous) && previous.rootSecret() != cfg.rootSecret() {
+		step := rootStep{Object: previous.rootObject(), CreatedAt: time.Now(), Ends: time.Now()}
+		if retired, err = framework.PutWAL(ctx, req.Storage, walRootDelete, &step); err != nil {
+			return nil, err
+		}
+	}
 	entry, err := logical.StorageEntryJSON(configPath, cfg)
 	if err != nil {
 		return nil, err
@@ -313,6 +404,13 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 		return nil, err
 	}
 	b.reset()
+	if retired != "" {
+		if err := b.retireRoot(ctx, previous); err != nil {
+			warnings = append(warnings, err.Error()+"; the engine retries every minute")
+		} else if err := framework.DeleteWAL(ctx, req.Storage, retired); err != nil {
+			b.Logger().Warn("could not remove a rotation's WAL entry; the rollback will", "error", err)
+		}
+	}
 	if len(warnings) == 0 {
 		return nil, nil
 	}
@@ -328,26 +426,39 @@ func verifyKeys(ctx context.Context, client datadogAPI, cfg *datadogConfig) (ide
 		s := httpStatus(err)
 		return s == http.StatusUnauthorized || s == http.StatusForbidden
 	}
-	if err := client.CheckAPIKey(ctx); err != nil {
+	root := "app_key"
+	if cfg.AccessToken != "" {
+		root = "access_token"
+	}
+	// An access token authenticates alone: the API key, optional then, is
+	// checked only when given.
+	if cfg.APIKey != "" {
+		if err := client.CheckAPIKey(ctx); err != nil {
+			if errors.Is(err, errRedirectRefused) {
+				return identity{}, logical.ErrorResponse("api_url %s answered with a redirect (%v); set api_url to the address that answers", cfg.baseURL(), err), nil
+			}
+			if rejected(err) {
+				return identity{}, logical.ErrorResponse("api_key was rejected by Datadog at %s (%v); check the key and the site", cfg.baseURL(), err), nil
+			}
+			return identity{}, nil, fmt.Errorf("error validating api_key with Datadog at %s: %w", cfg.baseURL(), err)
+		}
+	}
+	owner, err := client.CurrentUser(ctx)
+	if err != nil {
 		if errors.Is(err, errRedirectRefused) {
 			return identity{}, logical.ErrorResponse("api_url %s answered with a redirect (%v); set api_url to the address that answers", cfg.baseURL(), err), nil
 		}
 		if rejected(err) {
-			return identity{}, logical.ErrorResponse("api_key was rejected by Datadog at %s (%v); check the key and the site", cfg.baseURL(), err), nil
+			return identity{}, logical.ErrorResponse("%s was rejected by Datadog at %s (%v); check it is live and belongs to the same organisation as api_key", root, cfg.baseURL(), err), nil
 		}
-		return identity{}, nil, fmt.Errorf("error validating api_key with Datadog at %s: %w", cfg.baseURL(), err)
-	}
-	owner, err := client.CurrentUser(ctx)
-	if err != nil {
-		if rejected(err) {
-			return identity{}, logical.ErrorResponse("app_key was rejected by Datadog at %s (%v); check the key belongs to the same organisation as api_key", cfg.baseURL(), err), nil
-		}
-		return identity{}, nil, fmt.Errorf("error validating app_key with Datadog at %s: %w", cfg.baseURL(), err)
+		return identity{}, nil, fmt.Errorf("error validating %s with Datadog at %s: %w", root, cfg.baseURL(), err)
 	}
 	return owner, nil, nil
 }
 
 func (b *datadogBackend) pathConfigDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	b.rootLock.Lock()
+	defer b.rootLock.Unlock()
 	previous, err := getConfig(ctx, req.Storage)
 	if err != nil || previous == nil {
 		return nil, err
@@ -355,6 +466,13 @@ func (b *datadogBackend) pathConfigDelete(ctx context.Context, req *logical.Requ
 	resp, warnings, err := b.checkStranded(ctx, req, previous, nil, d.Get("force").(bool))
 	if resp != nil || err != nil {
 		return resp, err
+	}
+	// Without config nothing could delete a root credential the engine
+	// made: it goes first, or config stays.
+	if b.madeRoot(previous) {
+		if err := b.retireRoot(ctx, previous); err != nil {
+			return nil, fmt.Errorf("config not deleted: %w", err)
+		}
 	}
 	if err := req.Storage.Delete(ctx, configPath); err != nil {
 		return nil, err

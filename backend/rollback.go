@@ -95,8 +95,8 @@ func records(ctx context.Context, s logical.Storage) ([]*credentialRecord, error
 }
 
 // periodicFunc runs on Vault's rollback timer (every minute) and once more
-// when the mount is disabled: it rolls back WAL entries, and starts a tidy
-// when one is due.
+// when the mount is disabled: it rolls back WAL entries, rotates the root
+// credential and starts a tidy when they are due.
 func (b *datadogBackend) periodicFunc(ctx context.Context, req *logical.Request) error {
 	// Where Vault's AWS engine skips its rollback: on performance standbys
 	// (the active node rolls back) and performance secondaries (the primary
@@ -104,7 +104,9 @@ func (b *datadogBackend) periodicFunc(ctx context.Context, req *logical.Request)
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
-	return errors.Join(b.rollback(ctx, req), b.periodicTidy(ctx, req.Storage))
+	_, immediate := req.Data["immediate"]
+	immediate = immediate || b.System().Tainted()
+	return errors.Join(b.rollback(ctx, req, immediate), b.rollbackRotations(ctx, req, immediate), b.periodicRotation(ctx, req.Storage), b.periodicTidy(ctx, req.Storage))
 }
 
 // rollback replays the WAL entries of creds requests that did not issue a
@@ -115,13 +117,11 @@ func (b *datadogBackend) periodicFunc(ctx context.Context, req *logical.Request)
 // Entries of requests that may still run are left alone, unless the mount
 // is being disabled (its storage goes with it) or the request asks for an
 // immediate rollback, as Vault's framework allows for its own WAL.
-func (b *datadogBackend) rollback(ctx context.Context, req *logical.Request) error {
+func (b *datadogBackend) rollback(ctx context.Context, req *logical.Request, immediate bool) error {
 	ids, err := req.Storage.List(ctx, recordPrefix)
 	if err != nil {
 		return err
 	}
-	_, immediate := req.Data["immediate"]
-	immediate = immediate || b.System().Tainted()
 	now := time.Now()
 
 	var sess *session

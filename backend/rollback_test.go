@@ -135,9 +135,10 @@ func TestRollbackSkippedOnPerformanceStandby(t *testing.T) {
 func TestWritePathsAreForwarded(t *testing.T) {
 	env := newTestEnv(t)
 	want := map[string][]logical.Operation{
-		"config":  {logical.CreateOperation, logical.UpdateOperation, logical.DeleteOperation},
-		"roles/x": {logical.CreateOperation, logical.UpdateOperation, logical.DeleteOperation},
-		"creds/x": {logical.ReadOperation},
+		"config":             {logical.CreateOperation, logical.UpdateOperation, logical.DeleteOperation},
+		"config/rotate-root": {logical.UpdateOperation},
+		"roles/x":            {logical.CreateOperation, logical.UpdateOperation, logical.DeleteOperation},
+		"creds/x":            {logical.ReadOperation},
 	}
 	for path, ops := range want {
 		p := env.b.Route(path)
