@@ -79,19 +79,44 @@ func field(t framework.FieldType, required bool, description string) *framework.
 }
 
 func configReadResponses() map[int][]framework.Response {
-	return ok("The configuration, without its keys.", map[string]*framework.FieldSchema{
-		"site":           field(framework.TypeString, true, "Datadog site of the organisation."),
-		"api_url":        field(framework.TypeString, true, "Base URL of the Datadog API set with api_url; empty when the engine calls the site's API."),
-		"owner_id":       field(framework.TypeString, true, "Datadog user id of the identity app_key belongs to, found when config was written: it owns the application keys and personal access tokens the engine issues."),
-		"owner_handle":   field(framework.TypeString, true, "Datadog handle of that identity."),
-		"org_id":         field(framework.TypeString, true, "Datadog organisation id of that identity."),
-		"api_key_last4":  field(framework.TypeString, true, "Last four characters of api_key; the key itself is never returned."),
-		"app_key_last4":  field(framework.TypeString, true, "Last four characters of app_key; the key itself is never returned."),
+	return ok("The configuration, without its secrets.", map[string]*framework.FieldSchema{
+		"site":         field(framework.TypeString, true, "Datadog site of the organisation."),
+		"api_url":      field(framework.TypeString, true, "Base URL of the Datadog API set with api_url; empty when the engine calls the site's API."),
+		"owner_id":     field(framework.TypeString, true, "Datadog user id of the identity the root credential acts as, found when config was written: it owns the application keys and personal access tokens the engine issues."),
+		"owner_handle": field(framework.TypeString, true, "Datadog handle of that identity."),
+		"org_id":       field(framework.TypeString, true, "Datadog organisation id of that identity."),
+		"api_key_last4": field(framework.TypeString, true,
+			"Last four characters of api_key (empty when none was given); the key itself is never returned."),
+		"app_key_last4": field(framework.TypeString, true,
+			"Last four characters of app_key (empty with an access_token root); the key itself is never returned."),
+		"access_token_last4": field(framework.TypeString, true,
+			"Last four characters of access_token (empty with an app_key root); the token itself is never returned."),
+		"service_account_id": field(framework.TypeString, true, "The service account that owns access_token; empty with an app_key root."),
+		"root_credential_type": field(framework.TypeString, true,
+			"Kind of the root credential: application_key (app_key) or service_access_token (access_token)."),
+		"root_key_id": field(framework.TypeString, true,
+			"Datadog id of the root credential; empty until the engine has identified it, which config/rotate-root needs."),
+		"root_key_name":   field(framework.TypeString, true, "Name of the root credential in Datadog; empty until identified."),
+		"root_expires_at": field(framework.TypeString, true, "When Datadog expires an access_token root (RFC 3339); empty for an app_key root."),
+		"root_scopes":     field(framework.TypeStringSlice, true, "Scopes of the root credentials config/rotate-root creates: root_scopes, or the default."),
+		"rotation_period": field(framework.TypeInt64, true,
+			"How often the engine rotates the root credential by itself, in seconds; 0: only on request (and an access_token root before it expires)."),
+		"last_rotation": field(framework.TypeString, true,
+			"When the root credential was last rotated, or written to config (RFC 3339); empty when not known."),
+		"next_rotation": field(framework.TypeString, true,
+			"When the engine rotates the root credential by itself next (RFC 3339); empty: not scheduled."),
 		"allowed_scopes": field(framework.TypeStringSlice, true, "Datadog permissions the roles of this mount may grant; empty: any."),
 		"request_timeout": field(framework.TypeInt64, true,
 			"Timeout of each HTTP call to Datadog, in seconds (30 when not set)."),
 		"tidy_interval": field(framework.TypeInt64, true, "How often the engine runs tidy by itself, in seconds; 0: never."),
 	})
+}
+
+const configWriteSummary = "Write the Datadog identity and site the engine uses; its credentials are checked with Datadog first."
+
+func configWriteResponses() map[int][]framework.Response {
+	return stored("Configuration stored.", "which Datadog keys force=true left behind, that config/rotate-root cannot "+
+		"identify the root credential, or that the previous root credential, made by a rotation, is not deleted yet")
 }
 
 func roleReadResponses() map[int][]framework.Response {
@@ -154,12 +179,6 @@ func tidyStatusResponses() map[int][]framework.Response {
 			"The first 100 credentials found to delete, each with its kind, id, name and the reason."),
 		"error": field(framework.TypeString, true, "What failed, when state is error; empty otherwise."),
 	})
-}
-
-const configWriteSummary = "Write the Datadog identity and site the engine uses; its keys are checked with Datadog first."
-
-func configWriteResponses() map[int][]framework.Response {
-	return stored("Configuration stored.", "which Datadog keys force=true left behind")
 }
 
 const roleWriteSummary = "Create or update a role; scopes and service account are checked with Datadog first."

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -120,16 +121,17 @@ func TestOpenAPIDocumentMatchesTheHandlers(t *testing.T) {
 	// The ids of the operations known today; operations added later need an
 	// id too, checked below.
 	for key, want := range map[string]string{
-		"GET /config":          "datadog-read-configuration",
-		"POST /config":         "datadog-configure",
-		"DELETE /config":       "datadog-delete-configuration",
-		"GET /roles/{name}":    "datadog-read-role",
-		"POST /roles/{name}":   "datadog-write-role",
-		"DELETE /roles/{name}": "datadog-delete-role",
-		"LIST /roles/":         "datadog-list-roles",
-		"GET /creds/{name}":    "datadog-generate-credentials",
-		"POST /tidy":           "datadog-tidy",
-		"GET /tidy/status":     "datadog-read-tidy-status",
+		"GET /config":              "datadog-read-configuration",
+		"POST /config":             "datadog-configure",
+		"DELETE /config":           "datadog-delete-configuration",
+		"GET /roles/{name}":        "datadog-read-role",
+		"POST /roles/{name}":       "datadog-write-role",
+		"DELETE /roles/{name}":     "datadog-delete-role",
+		"LIST /roles/":             "datadog-list-roles",
+		"GET /creds/{name}":        "datadog-generate-credentials",
+		"POST /tidy":               "datadog-tidy",
+		"GET /tidy/status":         "datadog-read-tidy-status",
+		"POST /config/rotate-root": "datadog-rotate-root",
 	} {
 		if got := ops[key].OASOperation; got == nil || got.OperationID != want {
 			t.Errorf("%s: operation %+v, want operation id %s", key, got, want)
@@ -228,10 +230,17 @@ func (env *testEnv) driveEveryOperation(t *testing.T, doc *framework.OASDocument
 		}
 	}
 
+	// What an administrator prepares with the organisation's own keys,
+	// before a rotation deletes the one the emulator started with: a
+	// service account, a key of a service account with the Standard role,
+	// and an access token of the former.
+	sa := env.createServiceAccount(t)
+	standardKey := env.serviceAccountAppKey(t, env.createServiceAccountWithRole(t, "Datadog Standard Role"))
+	token := env.serviceAccessToken(t, sa, defaultRootScopes, time.Now().Add(30*24*time.Hour))
+
 	send(logical.CreateOperation, "config", map[string]interface{}{"api_key": env.emu.APIKey(), "app_key": env.emu.AppKey(), "api_url": env.url})
 	send(logical.ReadOperation, "config", nil)
 
-	sa := env.createServiceAccount(t)
 	roles := map[string]map[string]interface{}{
 		"app":    {"scopes": "dashboards_read"},
 		"none":   {"scopes": "dashboards_read", "api_key_mode": "none"},
@@ -258,13 +267,18 @@ func (env *testEnv) driveEveryOperation(t *testing.T, doc *framework.OASDocument
 	send(logical.ReadOperation, "tidy/status", nil)
 
 	send(logical.DeleteOperation, "roles/wide", nil)
+	send(logical.UpdateOperation, "config/rotate-root", nil)
 
 	// A new identity that cannot delete the leases' keys is taken only with
 	// force=true, with warnings naming them; so is deleting config.
-	standardKey := env.serviceAccountAppKey(t, env.createServiceAccountWithRole(t, "Datadog Standard Role"))
 	send(logical.UpdateOperation, "config", map[string]interface{}{"app_key": standardKey, "force": true})
 	send(logical.DeleteOperation, "config", map[string]interface{}{"force": true})
 	send(logical.DeleteOperation, "config", nil)
+
+	// A root that is a service account's access token, which Datadog expires.
+	send(logical.CreateOperation, "config", map[string]interface{}{"access_token": token, "service_account_id": sa, "api_url": env.url})
+	send(logical.ReadOperation, "config", nil)
+	send(logical.UpdateOperation, "config/rotate-root", nil)
 	return seen
 }
 

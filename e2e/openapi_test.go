@@ -17,12 +17,13 @@ import (
 // document names them under the mount (LIST: GET with list=true); the checks
 // below cover every path the document lists, these and any added since.
 var knownOperations = map[string][]string{
-	"config":       {"DELETE", "GET", "POST"},
-	"roles/{name}": {"DELETE", "GET", "POST"},
-	"roles/":       {"LIST"},
-	"creds/{name}": {"GET"},
-	"tidy":         {"POST"},
-	"tidy/status":  {"GET"},
+	"config":             {"DELETE", "GET", "POST"},
+	"config/rotate-root": {"POST"},
+	"roles/{name}":       {"DELETE", "GET", "POST"},
+	"roles/":             {"LIST"},
+	"creds/{name}":       {"GET"},
+	"tidy":               {"POST"},
+	"tidy/status":        {"GET"},
 }
 
 // TestOpenAPIDocument reads Vault's OpenAPI document from the server and
