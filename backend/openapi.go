@@ -119,6 +119,21 @@ func configWriteResponses() map[int][]framework.Response {
 		"identify the root credential, or that the previous root credential, made by a rotation, is not deleted yet")
 }
 
+func rotateRootResponses() map[int][]framework.Response {
+	return ok("The new root credential, never its secret. A warning says when the previous one is not deleted yet "+
+		"(the engine retries every minute).", map[string]*framework.FieldSchema{
+		"credential_type": field(framework.TypeString, true, "Kind of the new root credential: application_key or service_access_token."),
+		"key_id":          field(framework.TypeString, true, "Datadog id of the new root credential."),
+		"key_name":        field(framework.TypeString, true, "Its name in Datadog."),
+		"key_last4":       field(framework.TypeString, true, "Its last four characters; the secret itself is never returned."),
+		"scopes":          field(framework.TypeStringSlice, true, "Its scopes: config's root_scopes, or the default."),
+		"rotated_at":      field(framework.TypeTime, true, "When it was made."),
+		"expires_at":      field(framework.TypeTime, false, "When Datadog expires it; access_token roots only."),
+	})
+}
+
+const rotateRootSummary = "Replace the engine's root credential with a new one, then delete the old one in Datadog."
+
 func roleReadResponses() map[int][]framework.Response {
 	return ok("The role.", map[string]*framework.FieldSchema{
 		"credential_type": field(framework.TypeString, true, "Kind of Datadog credential the role issues."),
