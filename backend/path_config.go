@@ -676,11 +676,13 @@ const pathConfigHelpSyn = `Configure the Datadog identity and site the engine us
 const pathConfigHelpDesc = `
 The engine acts as this identity in every Datadog call. Its root credential
 is an application key of a user or service account (app_key, with the
-organisation's api_key), or a service access token of the service account
-service_account_id (access_token; api_key optional). Application keys and
-personal access tokens of application_key and personal_access_token roles
-are owned by that identity, the credentials of service account roles by the
-role's service account, and API keys are created in its organisation.
+organisation's api_key), or instead a service access token of the service
+account service_account_id (access_token, sent as Authorization: Bearer;
+api_key is then optional, needed only by roles with api_key_mode static).
+Application keys and personal access tokens of application_key and
+personal_access_token roles are owned by that identity, the credentials of
+service account roles by the role's service account, and API keys are
+created in its organisation.
 
 On write, the credentials are checked against Datadog (a rejected one gives
 an error naming it) and the identity's user id, handle and organisation id
@@ -689,13 +691,13 @@ are stored, with the root credential's id in Datadog when it can be found
 only the fields given. A write that changes the identity, or a delete, is
 refused while leases or write-ahead log entries hold Datadog keys that the
 engine could then no longer delete, unless force=true (then warnings name
-each key left behind). A root credential that config/rotate-root made is
-deleted in Datadog once config no longer holds it: nobody else has it. The
-configuration is stored seal-wrapped.
+each key left behind). The configuration is stored seal-wrapped.
 
-config/rotate-root replaces the root credential with a new one of
-root_scopes; with rotation_period the engine does so by itself, and it
-rotates an access_token root before Datadog expires it.
+config/rotate-root replaces the root credential with one only Vault knows,
+scoped to root_scopes; rotation_period makes the engine do it by itself (and
+an access_token root is rotated before it expires). A root credential the
+engine made is deleted when config is replaced or deleted, or the mount
+disabled.
 
 Use site for a Datadog region (datadoghq.eu, us3.datadoghq.com, ...), or api_url
 for a proxy or a local emulator.
@@ -704,7 +706,7 @@ A read returns site, api_url, owner_id, owner_handle and org_id (the
 identity); root_credential_type, root_key_id, root_key_name,
 service_account_id, root_expires_at, root_scopes, rotation_period (in
 seconds), last_rotation and next_rotation (the root credential);
-api_key_last4, app_key_last4 and access_token_last4 (the secrets are
-write-only: only their last four characters are shown); allowed_scopes, and
-request_timeout and tidy_interval in seconds.
+api_key_last4, app_key_last4 and access_token_last4 (api_key, app_key and
+access_token are write-only: reads return only their last four characters);
+allowed_scopes, and request_timeout and tidy_interval in seconds.
 `

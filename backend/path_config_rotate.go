@@ -291,7 +291,7 @@ func identifyRoot(ctx context.Context, client datadogAPI, cfg *datadogConfig) (d
 // it when it stops using it (config replaced or deleted, mount disabled),
 // or it would stay valid in Datadog with no one able to delete it.
 func (b *datadogBackend) madeRoot(cfg *datadogConfig) bool {
-	return cfg != nil && cfg.RootKeyID != "" && strings.HasPrefix(cfg.RootKeyName, "vault-root-"+b.marker+"-")
+	return cfg != nil && cfg.RootKeyID != "" && strings.HasPrefix(cfg.RootKeyName, rootNamePrefix(b.marker))
 }
 
 // retireRoot deletes a root credential the engine made and no longer uses,
@@ -336,8 +336,10 @@ func (c *datadogConfig) rotationBudget() time.Duration { return 4 * c.requestTim
 // makes, but does not end like a credential's (the mount's marker and a
 // record id), so that tidy never takes it for an orphan.
 func rootName(marker string, at time.Time) string {
-	return fmt.Sprintf("vault-root-%s-%s-%s", marker, strconv.FormatInt(at.Unix(), 10), strings.ToLower(rand.Text()[:8]))
+	return rootNamePrefix(marker) + strconv.FormatInt(at.Unix(), 10) + "-" + strings.ToLower(rand.Text()[:8])
 }
+
+func rootNamePrefix(marker string) string { return "vault-root-" + marker + "-" }
 
 // rotateRoot replaces the root credential: it creates a new one for the same
 // identity, checks that it works, stores it, then deletes the old one. A

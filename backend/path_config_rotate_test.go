@@ -467,3 +467,20 @@ func TestRotatedRootIsDeletedWhenNoLongerUsed(t *testing.T) {
 		t.Error("deleting config deleted the operator's application key")
 	}
 }
+
+// A root key Datadog created after its rotation gave up on it (a lost
+// answer, a late create) is found by tidy; the root config holds is not.
+func TestTidyDeletesRootKeysConfigDoesNotHold(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	stray := env.createKeyNamed(t, rootName(env.b.marker, time.Now()))
+	otherMount := env.createKeyNamed(t, rootName(mountMarker("another mount"), time.Now()))
+	env.mustDo(t, logical.UpdateOperation, "config/rotate-root", nil)
+	root := env.storedConfig(t).RootKeyID
+
+	status := env.tidyNow(t, map[string]interface{}{"safety_buffer": "0s"})
+	if env.keyExists(stray) || !env.keyExists(root) || !env.keyExists(otherMount) {
+		t.Errorf("after tidy: stray root key live %v, configured root live %v, another mount's live %v (status %v)",
+			env.keyExists(stray), env.keyExists(root), env.keyExists(otherMount), status)
+	}
+}

@@ -63,6 +63,9 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 	if msg := cfg.scopesProblem(kind, role.Scopes); msg != "" {
 		return logical.ErrorResponse("role %q cannot issue credentials: its %s; narrow the role or config's allowed_scopes", roleName, msg), nil
 	}
+	if kind.withAPIKey && role.APIKeyMode == apiKeyModeStatic && cfg.APIKey == "" {
+		return logical.ErrorResponse("role %q has api_key_mode static, but config has no api_key to share: write config api_key, or use api_key_mode dynamic", roleName), nil
+	}
 
 	// The request's Datadog calls get a bounded time, so that its WAL entry
 	// can be rolled back soon after if it never ends (a crash).
@@ -305,7 +308,8 @@ Returned fields, by credential_type:
   application_key, service_account_application_key:
     application_key, application_key_id and scopes (DD_APP_KEY); with
     api_key_mode dynamic, api_key and api_key_id (a new API key, DD_API_KEY);
-    with static, api_key alone (the engine's own); with none, neither.
+    with static, api_key alone (config's own api_key; refused when config
+    has none); with none, neither.
     service_account_id for the latter.
   personal_access_token, service_access_token:
     access_token (sent as Authorization: Bearer), access_token_id, scopes,

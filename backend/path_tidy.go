@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -252,6 +253,10 @@ func (b *datadogBackend) tidyRun(ctx context.Context, s logical.Storage, sess *s
 			continue
 		}
 		for _, o := range objects {
+			if strings.HasPrefix(o.Name, rootNamePrefix(b.marker)) {
+				b.tidyRoot(ctx, s, sess, status, o)
+				continue
+			}
 			marker, recordID, ours := parseName(o.Name)
 			if !ours || marker != b.marker {
 				continue // never another mount's, nor anything the engine did not name
@@ -349,6 +354,23 @@ func (b *datadogBackend) tidyDelete(ctx context.Context, sess *session, status *
 	return true
 }
 
+// tidyRoot deletes a root credential of this mount that config does not
+// hold: the new credential of a rotation whose create Datadog applied after
+// the rotation gave up on it. Under rootLock, so that no rotation is
+// between its create and storing config.
+func (b *datadogBackend) tidyRoot(ctx context.Context, s logical.Storage, sess *session, status *tidyStatus, o listedObject) {
+	if o.CreatedAt.IsZero() || time.Since(o.CreatedAt) <= status.Buffer {
+		return
+	}
+	b.rootLock.Lock()
+	defer b.rootLock.Unlock()
+	cfg, err := getConfig(ctx, s)
+	if err != nil || cfg == nil || cfg.holdsRoot(o.datadogObject, o.Visible) {
+		return
+	}
+	b.tidyDelete(ctx, sess, status, o.datadogObject, "a root credential of this mount that config does not hold")
+}
+
 // tidyClasses lists what to ask Datadog for: each kind, for each owner
 // whose credentials the engine may have made.
 func (b *datadogBackend) tidyClasses(ctx context.Context, s logical.Storage, cfg *datadogConfig, recs []*credentialRecord) ([]datadogObject, error) {
@@ -365,6 +387,7 @@ func (b *datadogBackend) tidyClasses(ctx context.Context, s logical.Storage, cfg
 	}
 	add(kindApplicationKey, cfg.OwnerID)
 	add(kindPersonalAccessToken, cfg.OwnerID)
+	add(cfg.rootKind(), cfg.OwnerID)
 	add(kindAPIKey, "")
 	for _, rec := range recs {
 		for _, o := range rec.Objects {
@@ -430,8 +453,10 @@ credentials in Datadog whose names carry this mount's marker and deletes
 those that no lease or write-ahead log entry accounts for, or whose lease
 ended longer ago than safety_buffer (default 1h). It never touches another
 mount's credentials, nor anything the engine did not name, nor a
-credential whose lease can still be live. Records of leases whose
-credentials were deleted outside Vault are dropped.
+credential whose lease can still be live. It also deletes this mount's root
+credentials (named by config/rotate-root) that config does not hold and that
+are older than safety_buffer: those of a rotation that gave up on them.
+Records of leases whose credentials were deleted outside Vault are dropped.
 
 It runs in the background: the write answers 202 Accepted at once, and
 tidy/status shows the result. One tidy runs at a time; a write while one runs
