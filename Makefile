@@ -8,11 +8,19 @@ LDFLAGS := -X $(MODULE)/backend.Version=$(VERSION)
 PLUGIN   := bin/plugins/vault-plugin-secrets-datadog
 EMULATOR := bin/datadog-emulator
 
+# make register / make upgrade: the Vault server's plugin_directory, and the
+# mount to upgrade.
+PLUGIN_DIR ?=
+MOUNT      ?= datadog
+
 CHAOS_CYCLES ?= 500
 CHAOS_SEED   ?= 0
 
+BENCH_DIR   := bin/bench
+BENCH_FLAGS ?=
+
 .DEFAULT_GOAL := build
-.PHONY: help build vault test chaos dev fmt vet clean
+.PHONY: help build vault test chaos bench dev register upgrade fmt vet clean
 
 help:
 	@echo "make build   plugin into $(PLUGIN) (VERSION=$(VERSION)) and $(EMULATOR)"
@@ -20,7 +28,16 @@ help:
 	@echo "make test    unit and end-to-end tests (a real Vault server)"
 	@echo "make chaos   the e2e chaos test, long: CHAOS_CYCLES=$(CHAOS_CYCLES) creds cycles under Datadog faults, plugin"
 	@echo "             SIGKILLs and a Vault restart; prints a table of figures (CHAOS_SEED=N repeats a run)"
+	@echo "make bench   benchmarks, long (~10 min): the engine in a dev and a raft Vault server against Vault's and Datadog's"
+	@echo "             floors, mass expiry, memory and storage per lease; then go test -bench ./backend. BENCH_FLAGS passes"
+	@echo "             flags (\"-latency 50ms\", \"-duration 1s -leases 200\"); $(BENCH_DIR)/datadog-bench -h lists them"
 	@echo "make dev     Vault dev server with the plugin at datadog/, against the emulator"
+	@echo "make register PLUGIN_DIR=dir VERSION=v1.2.3"
+	@echo "             copy the plugin into the server's plugin_directory and register it in the Vault at"
+	@echo "             VAULT_ADDR (sha256, version)"
+	@echo "make upgrade PLUGIN_DIR=dir VERSION=v1.2.4 [MOUNT=$(MOUNT)]"
+	@echo "             register VERSION, move the mount to it (secrets tune, plugin reload), print its"
+	@echo "             running_plugin_version before and after"
 	@echo "make fmt | vet | clean"
 
 build:
@@ -41,8 +58,25 @@ chaos:
 	vault_bin=$$(scripts/vault-bin.sh) && VAULT_BIN=$$vault_bin go test -count=1 -timeout 60m -run '^TestChaos$$' -v ./e2e \
 		-chaos.cycles=$(CHAOS_CYCLES) -chaos.seed=$(CHAOS_SEED)
 
+# The engine, the leased-secret floor plugin and the benchmark program are
+# built into their own directory: a dev server loads every plugin of its
+# plugin directory. The Go benchmarks of the engine's hot paths follow.
+bench:
+	go build -ldflags "$(LDFLAGS)" -o $(BENCH_DIR)/plugins/vault-plugin-secrets-datadog ./cmd/vault-plugin-secrets-datadog
+	go build -o $(BENCH_DIR)/plugins/datadog-bench-floor ./cmd/datadog-bench/floorplugin
+	go build -o $(BENCH_DIR)/datadog-bench ./cmd/datadog-bench
+	vault_bin=$$(scripts/vault-bin.sh) && $(BENCH_DIR)/datadog-bench -vault $$vault_bin \
+		-plugin-dir $(BENCH_DIR)/plugins -plugin-version $(VERSION) $(BENCH_FLAGS)
+	go test -run '^$$' -bench . -benchmem ./backend
+
 dev:
 	VERSION=$(VERSION) scripts/dev.sh
+
+register: build
+	PLUGIN_BIN=$(PLUGIN) VERSION=$(VERSION) PLUGIN_DIR=$(PLUGIN_DIR) scripts/register.sh register
+
+upgrade: build
+	PLUGIN_BIN=$(PLUGIN) VERSION=$(VERSION) PLUGIN_DIR=$(PLUGIN_DIR) MOUNT=$(MOUNT) scripts/register.sh upgrade
 
 fmt:
 	go fmt ./...

@@ -614,7 +614,13 @@ func plural(n int, one, many string) string {
 // datadogSites is the client's own list of Datadog sites, so that the plugin
 // accepts exactly what the client can reach.
 func datadogSites() []string {
-	return datadog.NewConfiguration().Servers[0].Variables["site"].EnumValues
+	var sites []string // the client's list names one site twice
+	for _, site := range datadog.NewConfiguration().Servers[0].Variables["site"].EnumValues {
+		if !slices.Contains(sites, site) {
+			sites = append(sites, site)
+		}
+	}
+	return sites
 }
 
 // parseAPIURL checks an api_url and splits it into the host and scheme that

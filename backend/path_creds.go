@@ -263,7 +263,7 @@ func createFailed(kind string, err error) (*logical.Response, error) {
 		}
 		return logical.ErrorResponse("Datadog refused to create the %s: %v", describeKind(kind), err), nil
 	case http.StatusForbidden:
-		return logical.ErrorResponse("the configured Datadog identity may not create a %s (%v); grant it the permission or change config", describeKind(kind), err), nil
+		return logical.ErrorResponse("the configured Datadog identity may not create %ss (%v); grant it the permission or change config", describeKind(kind), err), nil
 	case http.StatusTooManyRequests:
 		return nil, logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf("no %s was created: %v; retry then", describeKind(kind), err))
 	}
