@@ -61,34 +61,42 @@ func credentialSecrets(b *datadogBackend) []*framework.Secret {
 	return secrets
 }
 
-// responseFields documents what a creds read of the kind returns.
+// responseFields documents what a creds read of the kind returns; the
+// creds path's response schema is their union over the kinds.
 func (k credentialKind) responseFields() map[string]*framework.FieldSchema {
 	str := func(desc string) *framework.FieldSchema {
 		return &framework.FieldSchema{Type: framework.TypeString, Description: desc}
 	}
+	always := func(desc string) *framework.FieldSchema {
+		return &framework.FieldSchema{Type: framework.TypeString, Required: true, Description: desc}
+	}
 	fields := map[string]*framework.FieldSchema{
-		"name":    str("Name of the credential in Datadog: vault-<role>-<display name>-<unix time>-<random> by default."),
-		"site":    str("Datadog site (DD_SITE)."),
-		"api_url": str("Base URL of the Datadog API the credential belongs to."),
+		"name": always("Name of the credential in Datadog: the role's name_template rendered (by default " +
+			"vault-<role>-<display name>-<unix time>), ended with the mount's marker and the lease's own id."),
+		"site":    always("Datadog site (DD_SITE)."),
+		"api_url": always("Base URL of the Datadog API the credential belongs to."),
 	}
 	switch {
 	case k.token:
-		fields["access_token"] = str("Datadog access token, sent as Authorization: Bearer <token>.")
-		fields["access_token_id"] = str("ID of the access token in Datadog.")
-		fields["expires_at"] = str("When Datadog itself expires the token (RFC 3339).")
+		fields["access_token"] = str("Datadog access token, sent as Authorization: Bearer <token>; personal_access_token and service_access_token.")
+		fields["access_token_id"] = str("ID of the access token in Datadog; personal_access_token and service_access_token.")
+		fields["expires_at"] = &framework.FieldSchema{Type: framework.TypeTime,
+			Description: "When Datadog itself expires the token (RFC 3339); personal_access_token and service_access_token."}
 	case k.withAPIKey:
-		fields["application_key"] = str("Datadog application key (DD_APP_KEY).")
-		fields["application_key_id"] = str("ID of the application key in Datadog.")
+		fields["application_key"] = str("Datadog application key (DD_APP_KEY); application_key and service_account_application_key.")
+		fields["application_key_id"] = str("ID of the application key in Datadog; application_key and service_account_application_key.")
 	}
 	if k.withAPIKey || !k.scoped {
-		fields["api_key"] = str("Datadog API key (DD_API_KEY); for application keys, absent when the role's api_key_mode is none.")
-		fields["api_key_id"] = str("ID of the API key in Datadog, when the lease owns it.")
+		fields["api_key"] = str("Datadog API key (DD_API_KEY): a new one for api_key roles and for application keys with " +
+			"api_key_mode dynamic, the engine's own with api_key_mode static, absent with api_key_mode none.")
+		fields["api_key_id"] = str("ID of the API key in Datadog, when the lease owns it: api_key roles, and api_key_mode dynamic.")
 	}
 	if k.scoped {
-		fields["scopes"] = &framework.FieldSchema{Type: framework.TypeCommaStringSlice, Description: "Datadog permissions the credential is limited to (empty: unscoped)."}
+		fields["scopes"] = &framework.FieldSchema{Type: framework.TypeCommaStringSlice,
+			Description: "Datadog permissions the credential is limited to (empty: unscoped); all types but api_key."}
 	}
 	if k.serviceAccount {
-		fields["service_account_id"] = str("Datadog service account that owns the credential.")
+		fields["service_account_id"] = str("Datadog service account that owns the credential; service_account_application_key and service_access_token.")
 	}
 	return fields
 }

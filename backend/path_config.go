@@ -196,24 +196,32 @@ func pathConfig(b *datadogBackend) *framework.Path {
 			logical.ReadOperation: &framework.PathOperation{
 				Callback:     b.pathConfigRead,
 				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: "configuration"},
+				Summary:      "Read the configuration; its keys only by their last four characters.",
+				Responses:    configReadResponses(),
 			},
 			// Writes check the keys with Datadog: a standby would do that
 			// only to fail storing the result.
 			logical.CreateOperation: &framework.PathOperation{
 				Callback:                    b.pathConfigWrite,
 				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
+				Summary:                     configWriteSummary,
+				Responses:                   configWriteResponses(),
 				ForwardPerformanceStandby:   true,
 				ForwardPerformanceSecondary: true,
 			},
 			logical.UpdateOperation: &framework.PathOperation{
 				Callback:                    b.pathConfigWrite,
 				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
+				Summary:                     configWriteSummary,
+				Responses:                   configWriteResponses(),
 				ForwardPerformanceStandby:   true,
 				ForwardPerformanceSecondary: true,
 			},
 			logical.DeleteOperation: &framework.PathOperation{
 				Callback:                    b.pathConfigDelete,
 				DisplayAttrs:                &framework.DisplayAttributes{OperationSuffix: "configuration"},
+				Summary:                     "Delete the configuration.",
+				Responses:                   stored("Configuration deleted (or there was none).", "which Datadog keys force=true left behind"),
 				ForwardPerformanceStandby:   true,
 				ForwardPerformanceSecondary: true,
 			},
@@ -672,25 +680,39 @@ var errNotConfigured = errors.New("the Datadog secrets engine is not configured:
 const pathConfigHelpSyn = `Configure the Datadog identity and site the engine uses.`
 
 const pathConfigHelpDesc = `
-The engine creates every credential it issues as this identity: application
-keys are owned by the user (or service account) of app_key, and API keys are
-created in the organisation of api_key. On write, both keys are checked against
-Datadog and the owner's user id is stored; a rejected key gives an error naming
-it.
+The engine acts as this identity in every Datadog call. Its root credential
+is an application key of a user or service account (app_key, with the
+organisation's api_key), or instead a service access token of the service
+account service_account_id (access_token, sent as Authorization: Bearer;
+api_key is then optional, needed only by roles with api_key_mode static).
+Application keys and personal access tokens of application_key and
+personal_access_token roles are owned by that identity, the credentials of
+service account roles by the role's service account, and API keys are
+created in its organisation.
 
-Instead of app_key, the root credential may be access_token, a service access
-token of service_account_id (sent as Authorization: Bearer; api_key is then
-optional, needed only by roles with api_key_mode static).
-
-api_key, app_key and access_token are write-only: reads return only their last
-four characters. The configuration is stored seal-wrapped.
+On write, the credentials are checked against Datadog (a rejected one gives
+an error naming it) and the identity's user id, handle and organisation id
+are stored, with the root credential's id in Datadog when it can be found
+(config/rotate-root needs it; a warning says when it cannot). Updates change
+only the fields given. A write that changes the identity, or a delete, is
+refused while leases or write-ahead log entries hold Datadog keys that the
+engine could then no longer delete, unless force=true (then warnings name
+each key left behind). The configuration is stored seal-wrapped.
 
 config/rotate-root replaces the root credential with one only Vault knows,
 scoped to root_scopes; rotation_period makes the engine do it by itself (and
-an access_token root is rotated before it expires). Reads show root_key_id,
-last_rotation and next_rotation. A root credential the engine made is deleted
-when config is replaced or deleted, or the mount disabled.
+an access_token root is rotated before it expires). A root credential the
+engine made is deleted when config is replaced or deleted, or the mount
+disabled.
 
 Use site for a Datadog region (datadoghq.eu, us3.datadoghq.com, ...), or api_url
 for a proxy or a local emulator.
+
+A read returns site, api_url, owner_id, owner_handle and org_id (the
+identity); root_credential_type, root_key_id, root_key_name,
+service_account_id, root_expires_at, root_scopes, rotation_period (in
+seconds), last_rotation and next_rotation (the root credential);
+api_key_last4, app_key_last4 and access_token_last4 (api_key, app_key and
+access_token are write-only: reads return only their last four characters);
+allowed_scopes, and request_timeout and tidy_interval in seconds.
 `

@@ -60,6 +60,8 @@ func pathConfigRotateRoot(b *datadogBackend) *framework.Path {
 			logical.UpdateOperation: &framework.PathOperation{
 				Callback:                    b.pathRotateRoot,
 				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "rotate", OperationSuffix: "root"},
+				Summary:                     rotateRootSummary,
+				Responses:                   rotateRootResponses(),
 				ForwardPerformanceStandby:   true,
 				ForwardPerformanceSecondary: true,
 			},
@@ -561,9 +563,13 @@ Creates a new root credential for the configured identity: an application
 key, or for an access_token root a service access token of the same
 service account, with root_scopes (config; default: what the engine needs).
 It checks that the new credential works, stores it in config, and deletes
-the old one in Datadog. The answer gives the new credential's id, name and
-last 4 characters, never the secret: after a rotation nobody outside Vault
-holds the engine's root credential.
+the old one in Datadog. The answer gives the new credential's
+credential_type, key_id, key_name, key_last4 (its last 4 characters), scopes,
+rotated_at and, for an access token, expires_at, never the secret: after a
+rotation nobody outside Vault holds the engine's root credential. A warning
+says when the old one could not be deleted yet; the engine retries every
+minute. When the engine cannot tell which Datadog credential its root is
+(config read shows root_key_id once it can), the rotation is refused.
 
 Each step is covered by a write-ahead log entry: if Vault or the plugin
 stops mid-way, config keeps exactly one working root credential and the

@@ -29,7 +29,9 @@ func pathCreds(b *datadogBackend) *framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback: b.pathCredsRead,
+				Callback:  b.pathCredsRead,
+				Summary:   "Issue a new Datadog credential of the role, with a lease.",
+				Responses: credsResponses(),
 				// It writes the request's record and creates keys in
 				// Datadog: only the active node of the primary does that.
 				ForwardPerformanceStandby:   true,
@@ -295,14 +297,19 @@ const pathCredsHelpSyn = `Issue a new Datadog credential for a role.`
 
 const pathCredsHelpDesc = `
 Each read creates a new Datadog credential of the role's credential_type and
-returns it once, with a lease; it is deleted in Datadog when the lease is
-revoked or expires. Renewal is refused once the role issues something else
-(another credential_type, service account or scopes).
+returns it once, with a lease of the role's ttl and max_ttl; it is deleted in
+Datadog when the lease is revoked or expires. A token's lease never outlives
+its expiry in Datadog. Renewal is refused once the role issues something else
+(another credential_type, service account or scopes) or is deleted, once the
+credential was deleted outside Vault, and when it falls outside config's
+allowed_scopes.
 
 Returned fields, by credential_type:
   application_key, service_account_application_key:
-    application_key, application_key_id, scopes, and api_key and api_key_id
-    unless the role's api_key_mode is none (DD_APP_KEY, DD_API_KEY);
+    application_key, application_key_id and scopes (DD_APP_KEY); with
+    api_key_mode dynamic, api_key and api_key_id (a new API key, DD_API_KEY);
+    with static, api_key alone (config's own api_key; refused when config
+    has none); with none, neither.
     service_account_id for the latter.
   personal_access_token, service_access_token:
     access_token (sent as Authorization: Bearer), access_token_id, scopes,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -132,10 +133,32 @@ func pathRoles(b *datadogBackend) []*framework.Path {
 			// check scopes and service accounts with Datadog, and a standby
 			// would do that only to fail storing the role.
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathRoleRead},
-				logical.CreateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
-				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
-				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathRoleDelete, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
+				logical.ReadOperation: &framework.PathOperation{
+					Callback:  b.pathRoleRead,
+					Summary:   "Read a role.",
+					Responses: roleReadResponses(),
+				},
+				logical.CreateOperation: &framework.PathOperation{
+					Callback:                    b.pathRoleWrite,
+					Summary:                     roleWriteSummary,
+					Responses:                   roleWriteResponses(),
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback:                    b.pathRoleWrite,
+					Summary:                     roleWriteSummary,
+					Responses:                   roleWriteResponses(),
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+				logical.DeleteOperation: &framework.PathOperation{
+					Callback:                    b.pathRoleDelete,
+					Summary:                     "Delete a role; credentials it issued stay until their leases end.",
+					Responses:                   map[int][]framework.Response{http.StatusNoContent: {noContent("Role deleted (or there was none).")}},
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
 			},
 			ExistenceCheck:  b.pathRoleExists,
 			HelpSynopsis:    pathRoleHelpSyn,
@@ -148,7 +171,11 @@ func pathRoles(b *datadogBackend) []*framework.Path {
 				OperationSuffix: "roles",
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathRoleList},
+				logical.ListOperation: &framework.PathOperation{
+					Callback:  b.pathRoleList,
+					Summary:   "List the roles.",
+					Responses: roleListResponses(),
+				},
 			},
 			HelpSynopsis:    pathRoleListHelpSyn,
 			HelpDescription: pathRoleListHelpDesc,
@@ -406,15 +433,29 @@ func normalizeScopes(in []string) []string {
 const pathRoleHelpSyn = `Manage the roles that define which Datadog credentials can be issued.`
 
 const pathRoleHelpDesc = `
-A role names the kind of Datadog credential issued by creds/<role>, the
-Datadog permissions (scopes) it is limited to, whether an API key comes with
-it, and how long its lease lasts.
+A role names the kind of Datadog credential that creds/<role> issues
+(credential_type), the Datadog permissions it is limited to (scopes), the
+service account that owns it (service_account_id, for the service account
+types), whether an API key comes with an application key (api_key_mode), how
+issued credentials are named in Datadog (name_template), and how long their
+leases last (ttl, max_ttl).
 
-Scopes are checked against the organisation's permission list when the role is
-written; an unknown scope is refused. Updates change only the fields given.
-Credentials already issued keep the scopes they were created with.
+On write, scopes are checked against the organisation's permission list (the
+list built into the engine when the engine is not configured yet or its
+identity may not list permissions) and against config's allowed_scopes, and a
+service account is checked to exist and be enabled; a refused write changes
+nothing. Updates change only the fields given. Credentials already issued keep
+what they were created with, and their leases are no longer renewed once the
+role issues another credential_type, service account or scopes, or is deleted.
+
+A read returns credential_type, scopes, name_template (the default when none
+was set), ttl and max_ttl in seconds, allow_unscoped and api_key_mode for the
+application key types, and service_account_id for the service account types.
+Reads and writes of an unscoped role warn about it; writes also warn when ttl
+or max_ttl exceed the mount's maximum lease TTL, and when api_key_mode static
+hands out the engine's own API key.
 `
 
 const pathRoleListHelpSyn = `List the configured roles.`
 
-const pathRoleListHelpDesc = `Lists the names of every role of this engine.`
+const pathRoleListHelpDesc = `Lists the names of every role of this engine (keys).`

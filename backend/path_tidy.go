@@ -82,11 +82,9 @@ func pathTidy(b *datadogBackend) []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback: b.pathTidyWrite,
-					Responses: map[int][]framework.Response{
-						http.StatusAccepted: {{Description: "Tidy started; see tidy/status."}},
-					},
-					Summary:                     "Delete credentials of this mount that no lease accounts for.",
+					Callback:                    b.pathTidyWrite,
+					Responses:                   tidyResponses(),
+					Summary:                     "Start a tidy of this mount's credentials in Datadog, in the background.",
 					ForwardPerformanceStandby:   true,
 					ForwardPerformanceSecondary: true,
 				},
@@ -102,12 +100,13 @@ func pathTidy(b *datadogBackend) []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
-					Callback: b.pathTidyStatusRead,
-					Summary:  "The last tidy run: when, how long, what it found and deleted.",
+					Callback:  b.pathTidyStatusRead,
+					Summary:   "Read the running or last tidy: when, how long, what it found and deleted.",
+					Responses: tidyStatusResponses(),
 				},
 			},
-			HelpSynopsis:    "Show the last tidy run.",
-			HelpDescription: "Shows when the last tidy ran, how long it took, what it found, deleted and failed to delete, per credential kind, and, for a dry run, the credentials it would delete.",
+			HelpSynopsis:    pathTidyStatusHelpSyn,
+			HelpDescription: pathTidyStatusHelpDesc,
 		},
 	}
 }
@@ -454,10 +453,25 @@ credentials in Datadog whose names carry this mount's marker and deletes
 those that no lease or write-ahead log entry accounts for, or whose lease
 ended longer ago than safety_buffer (default 1h). It never touches another
 mount's credentials, nor anything the engine did not name, nor a
-credential whose lease can still be live. Records of leases whose
-credentials were deleted outside Vault are dropped.
+credential whose lease can still be live. It also deletes this mount's root
+credentials (named by config/rotate-root) that config does not hold and that
+are older than safety_buffer: those of a rotation that gave up on them.
+Records of leases whose credentials were deleted outside Vault are dropped.
 
-It runs in the background: read tidy/status for the result. With dry_run it
-only reports what it would delete. The engine also runs it every
-tidy_interval (config; default 1h, 0 turns it off).
+It runs in the background: the write answers 202 Accepted at once, and
+tidy/status shows the result. One tidy runs at a time; a write while one runs
+is refused. With dry_run it only reports what it would delete. The engine
+also runs it every tidy_interval (config; default 1h, 0 turns it off).
+`
+
+const pathTidyStatusHelpSyn = `Show the running or last tidy.`
+
+const pathTidyStatusHelpDesc = `
+Shows the running or last tidy (nothing before the first one): its state
+(running, finished or error, with error saying what failed), started_at,
+finished_at and duration_seconds once it ended, dry_run and safety_buffer (in
+seconds), how many credentials it found to delete, deleted and failed to
+delete (found, deleted, failed, and the same per credential kind in by_kind),
+how many records of leases it dropped (dropped), and the first 100 credentials
+found (candidates: kind, id, name and reason), which a dry run only lists.
 `
