@@ -13,6 +13,7 @@ import (
 )
 
 func main() {
+	startCPUProfile()
 	apiClientMeta := &api.PluginAPIClientMeta{}
 	flags := apiClientMeta.FlagSet()
 	if err := flags.Parse(os.Args[1:]); err != nil {
