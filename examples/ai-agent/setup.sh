@@ -12,9 +12,12 @@ policy=${POLICY_NAME:-datadog-ai-agent}
 here=$(cd "$(dirname "$0")" && pwd)
 
 # The credentials: an application key that can read monitors and nothing
-# else, and an API key, both deleted in Datadog at most 5 minutes after the
-# agent stops renewing them, and 1 hour after they were issued in any case.
-vault write "$mount/roles/ai-agent" scopes=monitors_read ttl=5m max_ttl=1h
+# else, and an API key, deleted in Datadog at most 5 minutes after the agent
+# stops renewing them. Their lease is a child of the agent's token, which
+# revokes it when it ends (1 hour at most, below); max_ttl is longer so that
+# the token's end comes first: it stops the task, rather than the agent
+# replacing the keys and restarting the task near the end.
+vault write "$mount/roles/ai-agent" scopes=monitors_read ttl=5m max_ttl=2h
 
 # What the agent's token may do: policy.hcl, with the engine's mount path.
 sed "s|\"datadog/|\"$mount/|" "$here/policy.hcl" | vault policy write "$policy" -
