@@ -41,6 +41,21 @@ func newTestEnv(t *testing.T) *testEnv {
 	return env
 }
 
+// restart gives the test a new backend on the same storage, as Vault does
+// when it starts the plugin again.
+func (env *testEnv) restart(t *testing.T) {
+	t.Helper()
+	conf := logical.TestBackendConfig()
+	conf.BackendUUID = "4f6b0e0c-1d2a-4c1e-9a53-" + t.Name()
+	conf.StorageView = env.storage
+	conf.System = &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
+	restarted, err := Factory(context.Background(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.b = restarted.(*datadogBackend)
+}
+
 func (env *testEnv) do(t *testing.T, op logical.Operation, path string, data map[string]interface{}) (*logical.Response, error) {
 	t.Helper()
 	return env.b.HandleRequest(context.Background(), &logical.Request{

@@ -145,21 +145,6 @@ func (c *rotationCrash) Delete(ctx context.Context, o datadogObject) error {
 	return c.datadogAPI.Delete(ctx, o)
 }
 
-// restart gives the test a new backend on the same storage, as Vault does
-// when it starts the plugin again.
-func (env *testEnv) restart(t *testing.T) {
-	t.Helper()
-	conf := logical.TestBackendConfig()
-	conf.BackendUUID = "4f6b0e0c-1d2a-4c1e-9a53-" + t.Name()
-	conf.StorageView = env.storage
-	conf.System = &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
-	restarted, err := Factory(context.Background(), conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.b = restarted.(*datadogBackend)
-}
-
 // expireRotationWAL makes the rotation WAL entries' rotation surely over.
 func (env *testEnv) expireRotationWAL(t *testing.T) {
 	t.Helper()

@@ -249,16 +249,7 @@ func TestCrashAfterCreateBeforeTheLeaseIsRecorded(t *testing.T) {
 		t.Fatalf("%d keys in Datadog after the crash, want the application key", n)
 	}
 
-	// A new plugin process on the same storage; the request's time is up.
-	conf := logical.TestBackendConfig()
-	conf.BackendUUID = "4f6b0e0c-1d2a-4c1e-9a53-" + t.Name()
-	conf.StorageView = env.storage
-	conf.System = &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
-	restarted, err := Factory(context.Background(), conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.b = restarted.(*datadogBackend)
+	env.restart(t) // a new plugin process on the same storage
 	ids := env.walIDs(t)
 	if len(ids) != 1 {
 		t.Fatalf("WAL entries after the crash: %v, want the request's", ids)
