@@ -6,7 +6,8 @@
 // prints DD_API_KEY, DD_APP_KEY and DD_API_URL lines for the seeded
 // credentials, then serves until SIGINT or SIGTERM. With -state-file the
 // organisation survives restarts; -rate-limit group=limit/period (repeated)
-// sets rate limits. See docs/emulator.md.
+// sets rate limits; -max-app-keys-per-user lowers Datadog's limit of 1000
+// application keys per owner. See docs/emulator.md.
 package main
 
 import (
@@ -35,6 +36,8 @@ func main() {
 	opts := emulator.Options{RateLimits: map[string]emulator.RateLimit{}}
 	flag.StringVar(&opts.StateFile, "state-file", "", "keep the organisation in this file across restarts (it holds secrets)")
 	flag.Uint64Var(&opts.FaultSeed, "fault-seed", 0, "seed of the random draws of faults with a probability")
+	flag.IntVar(&opts.MaxAppKeysPerUser, "max-app-keys-per-user", 0,
+		"most application keys one owner may hold, below Datadog's 1000 (0: Datadog's), to reach the limit with a few keys")
 	flag.Func("rate-limit", "rate limit as group=limit/period, e.g. api_keys=100/10s (repeatable); groups: "+
 		strings.Join(emulator.RateLimitGroups(), ", "), func(s string) error {
 		group, limit, err := emulator.ParseRateLimit(s)

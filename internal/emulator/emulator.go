@@ -50,6 +50,10 @@ type Options struct {
 	// loaded organisation keeps its own seeded keys: APIKey, AppKey,
 	// UserEmail and UserName then do not apply.
 	StateFile string
+	// MaxAppKeysPerUser lowers the most application keys one owner may
+	// hold (Datadog's limit, 1000, when 0), so that a test can reach it
+	// with a few keys. List answers report it as max_allowed_per_user.
+	MaxAppKeysPerUser int
 }
 
 // Key describes a live API key, application key or access token, without
@@ -79,6 +83,7 @@ type Emulator struct {
 	advance   atomic.Int64     // how far the clock is ahead of base, in nanoseconds
 	stateFile string
 	routes    []route
+	appKeyCap int // Options.MaxAppKeysPerUser, or Datadog's limit
 
 	pendingCommits atomic.Int64 // delayed_commit calls answered but not yet applied
 
@@ -118,6 +123,9 @@ func Open(opts Options) (*Emulator, error) {
 		rng:       rand.New(rand.NewPCG(opts.FaultSeed, opts.FaultSeed)),
 	}
 	e.routes = e.buildRoutes()
+	if err := e.setAppKeyCap(opts.MaxAppKeysPerUser); err != nil {
+		return nil, err
+	}
 	for group, limit := range opts.RateLimits {
 		if err := e.SetRateLimit(group, limit); err != nil {
 			return nil, err

@@ -364,7 +364,7 @@ func (e *Emulator) listKeys(c collection, r *request) response {
 	for i, k := range page {
 		data[i] = e.object(c, k, viewList)
 	}
-	body := map[string]any{"data": data, "meta": c.kind.meta(len(matched))}
+	body := map[string]any{"data": data, "meta": e.listMeta(c.kind, len(matched))}
 	if inc, has := e.included(c, r, page, ""); has {
 		body["included"] = inc
 	}
@@ -475,7 +475,7 @@ func (e *Emulator) createKey(c collection, r *request) response {
 	if problem := c.kind.apply(k, data.Attributes, true, e.now()); problem != "" {
 		return errorResponse(http.StatusBadRequest, problem)
 	}
-	if limit := c.kind.perOwnerLimit; limit > 0 && e.countOwnedBy(k.Kind, k.OwnerID) >= limit {
+	if limit := e.perOwnerLimit(c.kind); limit > 0 && e.countOwnedBy(k.Kind, k.OwnerID) >= limit {
 		return errorResponse(http.StatusBadRequest, fmt.Sprintf("Cannot create more than %d application keys per user; delete unused keys first", limit))
 	}
 	e.insert(k)
