@@ -44,6 +44,10 @@ type datadogBackend struct {
 	// writes, rotations and their rollback.
 	rootLock sync.Mutex
 
+	// ownerKeys counts the engine's application keys per service account,
+	// for the roles that spread them over several (pool.go).
+	ownerKeys ownerIndex
+
 	// issuedRecords caches the ids of records known to belong to a lease,
 	// so that the rollback reads each such record once, not every minute.
 	issuedRecords sync.Map

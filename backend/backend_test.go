@@ -25,7 +25,12 @@ type testEnv struct {
 
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
-	env := &testEnv{emu: emulatortest.Start(t, emulator.Options{})}
+	return newTestEnvWith(t, emulator.Options{})
+}
+
+func newTestEnvWith(t *testing.T, opts emulator.Options) *testEnv {
+	t.Helper()
+	env := &testEnv{emu: emulatortest.Start(t, opts)}
 	env.url = env.emu.URL
 
 	conf := logical.TestBackendConfig()

@@ -96,7 +96,8 @@ func (k credentialKind) responseFields() map[string]*framework.FieldSchema {
 			Description: "Datadog permissions the credential is limited to (empty: unscoped); all types but api_key."}
 	}
 	if k.serviceAccount {
-		fields["service_account_id"] = str("Datadog service account that owns the credential; service_account_application_key and service_access_token.")
+		fields["service_account_id"] = str("Datadog service account that owns the credential (with service_account_ids, the one the request took); " +
+			"service_account_application_key and service_access_token.")
 	}
 	return fields
 }
@@ -274,12 +275,13 @@ type roleBinding struct {
 	CredentialType   string   `json:"credential_type"`
 	ServiceAccountID string   `json:"service_account_id,omitempty"`
 	Scopes           []string `json:"scopes"` // sorted; empty for unscoped keys
+	pool             []string // the role's service_account_ids; not in the lease
 }
 
 func (r *datadogRole) binding() roleBinding {
 	scopes := slices.Clone(r.Scopes)
 	slices.Sort(scopes)
-	return roleBinding{CredentialType: r.CredentialType, ServiceAccountID: r.ServiceAccountID, Scopes: scopes}
+	return roleBinding{CredentialType: r.CredentialType, ServiceAccountID: r.ServiceAccountID, Scopes: scopes, pool: r.ServiceAccountIDs}
 }
 
 // mismatch says how the role now differs from what the lease holds, or "".
@@ -287,8 +289,8 @@ func (issued roleBinding) mismatch(now roleBinding) string {
 	switch {
 	case issued.CredentialType != now.CredentialType:
 		return fmt.Sprintf("now issues credential_type %s; this lease holds a %s", now.CredentialType, describeKind(issued.CredentialType))
-	case issued.ServiceAccountID != now.ServiceAccountID:
-		return fmt.Sprintf("now issues credentials of service account %s; this lease's belong to %s", now.ServiceAccountID, issued.ServiceAccountID)
+	case !now.issuesFor(issued.ServiceAccountID):
+		return fmt.Sprintf("now issues credentials of %s; this lease's belong to %s", now.describeServiceAccounts(), issued.ServiceAccountID)
 	case !slices.Equal(issued.Scopes, now.Scopes):
 		return fmt.Sprintf("now grants scopes [%s]; this lease's credential has [%s]", strings.Join(now.Scopes, ","), strings.Join(issued.Scopes, ","))
 	}

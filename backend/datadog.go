@@ -63,6 +63,9 @@ type datadogAPI interface {
 	// List returns the objects of o's kind and owner whose name contains
 	// o.Name, reading at most maxPages pages of 100.
 	List(ctx context.Context, o datadogObject, maxPages int) ([]listedObject, error)
+	// ApplicationKeyCount returns how many application keys a service
+	// account holds, and Datadog's limit per owner (pool.go).
+	ApplicationKeyCount(ctx context.Context, owner string) (total, limit int, err error)
 }
 
 type identity struct {

@@ -241,12 +241,14 @@ func (env *testEnv) driveEveryOperation(t *testing.T, doc *framework.OASDocument
 	send(logical.CreateOperation, "config", map[string]interface{}{"api_key": env.emu.APIKey(), "app_key": env.emu.AppKey(), "api_url": env.url})
 	send(logical.ReadOperation, "config", nil)
 
+	pool := sa + "," + env.createServiceAccount(t) // two service accounts sharing a role's keys
 	roles := map[string]map[string]interface{}{
 		"app":    {"scopes": "dashboards_read"},
 		"none":   {"scopes": "dashboards_read", "api_key_mode": "none"},
 		"static": {"scopes": "dashboards_read", "api_key_mode": "static"}, // warns
 		"wide":   {"allow_unscoped": true},                                // warns
 		"sa":     {"credential_type": "service_account_application_key", "service_account_id": sa, "scopes": "dashboards_read"},
+		"pool":   {"credential_type": "service_account_application_key", "service_account_ids": pool, "scopes": "dashboards_read"},
 		"pat":    {"credential_type": "personal_access_token", "scopes": "dashboards_read"},
 		"sat":    {"credential_type": "service_access_token", "service_account_id": sa, "scopes": "dashboards_read"},
 		"agent":  {"credential_type": "api_key"},

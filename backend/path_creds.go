@@ -96,7 +96,7 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 	}
 	rec.LeaseEnds = b.leaseEnds(role, rec.Objects, now).UTC()
 
-	secrets, resp, err := b.createObjects(ctx, req.Storage, sess, rec, role.Scopes)
+	secrets, resp, err := b.createForOwner(ctx, req.Storage, sess, role, rec)
 	if resp != nil || err != nil {
 		return resp, err
 	}
@@ -117,7 +117,7 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 		data["scopes"] = role.Scopes
 	}
 	if kind.serviceAccount {
-		data["service_account_id"] = role.ServiceAccountID
+		data["service_account_id"] = rec.Objects[0].Owner
 	}
 	if kind.withAPIKey && role.APIKeyMode == apiKeyModeStatic {
 		data["api_key"] = cfg.APIKey
@@ -126,7 +126,7 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 		"role":       roleName,
 		"record":     rec.ID,
 		"objects":    rec.Objects,
-		"binding":    role.binding(),
+		"binding":    role.bindingFor(rec.Objects[0].Owner),
 		"lease_ends": rec.LeaseEnds.Format(time.RFC3339Nano),
 	}
 	resp = b.Secret(secretType(kind.name)).Response(data, internal)
@@ -310,7 +310,8 @@ Returned fields, by credential_type:
     api_key_mode dynamic, api_key and api_key_id (a new API key, DD_API_KEY);
     with static, api_key alone (config's own api_key; refused when config
     has none); with none, neither.
-    service_account_id for the latter.
+    service_account_id for the latter: the role's, or with
+    service_account_ids the one that holds the fewest keys.
   personal_access_token, service_access_token:
     access_token (sent as Authorization: Bearer), access_token_id, scopes,
     expires_at (when Datadog itself expires the token); service_account_id

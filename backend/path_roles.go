@@ -33,6 +33,9 @@ type datadogRole struct {
 	NameTemplate     string        `json:"name_template,omitempty"`
 	TTL              time.Duration `json:"ttl"`
 	MaxTTL           time.Duration `json:"max_ttl"`
+
+	// ServiceAccountIDs, instead of ServiceAccountID: a pool (pool.go).
+	ServiceAccountIDs []string `json:"service_account_ids,omitempty"`
 }
 
 func (r *datadogRole) kind() credentialKind { return credentialKinds[r.CredentialType] }
@@ -62,6 +65,9 @@ func (r *datadogRole) responseData() map[string]interface{} {
 	}
 	if !r.kind().serviceAccount {
 		delete(data, "service_account_id")
+	}
+	if r.CredentialType == kindServiceAccountApplicationKey {
+		data["service_account_ids"] = append([]string{}, r.ServiceAccountIDs...)
 	}
 	return data
 }
@@ -93,7 +99,13 @@ func pathRoles(b *datadogBackend) []*framework.Path {
 				"service_account_id": {
 					Type: framework.TypeString,
 					Description: "Datadog user id of the service account that owns issued credentials; required for " +
-						"service_account_application_key and service_access_token, checked to exist and be enabled.",
+						"service_account_application_key and service_access_token (or service_account_ids), checked to exist and be enabled.",
+				},
+				"service_account_ids": {
+					Type: framework.TypeCommaStringSlice,
+					Description: "Instead of service_account_id, for service_account_application_key: several service accounts, each " +
+						"checked like it. Each creds request takes the one holding the fewest keys below Datadog's limit of 1000 " +
+						"application keys per owner, so that the role issues past it.",
 				},
 				"allow_unscoped": {
 					Type: framework.TypeBool,
@@ -241,6 +253,11 @@ func (b *datadogBackend) pathRoleRead(ctx context.Context, req *logical.Request,
 		return nil, err
 	}
 	resp := &logical.Response{Data: role.responseData()}
+	if role.CredentialType == kindServiceAccountApplicationKey {
+		if resp.Data["service_account_counts"], err = b.serviceAccountCounts(ctx, req.Storage, role); err != nil {
+			return nil, err
+		}
+	}
 	if role.AllowUnscoped && len(role.Scopes) == 0 {
 		resp.AddWarning(unscopedWarning)
 	}
@@ -288,8 +305,8 @@ func (b *datadogBackend) pathRoleWrite(ctx context.Context, req *logical.Request
 	if v, ok := d.GetOk("allow_unscoped"); ok {
 		role.AllowUnscoped = v.(bool)
 	}
-	if v, ok := d.GetOk("service_account_id"); ok {
-		role.ServiceAccountID = strings.TrimSpace(v.(string))
+	if msg := setServiceAccounts(d, role); msg != "" {
+		return logical.ErrorResponse(msg), nil
 	}
 	if v, ok := d.GetOk("name_template"); ok {
 		role.NameTemplate = strings.TrimSpace(v.(string))
@@ -363,12 +380,19 @@ func (b *datadogBackend) validateRole(ctx context.Context, req *logical.Request,
 			msg += " (or set allow_unscoped=true to issue keys with every permission of their owner)"
 		}
 		return msg, nil
-	case kind.serviceAccount && role.ServiceAccountID == "":
-		return fmt.Sprintf("service_account_id is required for credential_type %s: the Datadog user id of the owning service account", kind.name), nil
+	case kind.serviceAccount && len(role.serviceAccounts()) == 0:
+		msg := fmt.Sprintf("service_account_id is required for credential_type %s: the Datadog user id of the owning service account", kind.name)
+		if kind.withAPIKey {
+			msg += " (or service_account_ids, several of them)"
+		}
+		return msg, nil
 	case !kind.serviceAccount && role.ServiceAccountID != "":
 		return fmt.Sprintf("service_account_id applies only to credential types %s and %s", kindServiceAccountApplicationKey, kindServiceAccessToken), nil
 	case kind.maxExpiry > 0 && max(role.TTL, role.MaxTTL) > kind.maxExpiry:
 		return fmt.Sprintf("max_ttl %s is longer than Datadog allows: a %s expires at most %d days after creation", max(role.TTL, role.MaxTTL), describeKind(kind.name), int(kind.maxExpiry.Hours()/24)), nil
+	}
+	if msg := role.poolProblem(); msg != "" {
+		return msg, nil
 	}
 	if msg := checkNameTemplate(role.nameTemplate()); msg != "" {
 		return msg, nil
@@ -388,31 +412,31 @@ func (b *datadogBackend) validateRole(ctx context.Context, req *logical.Request,
 		}
 	}
 	if kind.serviceAccount {
-		return b.checkServiceAccount(ctx, req.Storage, role.ServiceAccountID)
+		return b.checkServiceAccounts(ctx, req.Storage, role)
 	}
 	return "", nil
 }
 
-// checkServiceAccount makes sure a role's service account exists and is
-// enabled, so that the role cannot fail at every creds read.
-func (b *datadogBackend) checkServiceAccount(ctx context.Context, s logical.Storage, id string) (string, error) {
+// checkServiceAccount makes sure a role's service account (given in field)
+// exists and is enabled, so that the role cannot fail at every creds read.
+func (b *datadogBackend) checkServiceAccount(ctx context.Context, s logical.Storage, field, id string) (string, error) {
 	sess, err := b.session(ctx, s)
 	if err != nil {
 		return "", err
 	}
 	if sess == nil {
-		return fmt.Sprintf("service_account_id %q cannot be checked before the engine is configured: write config first", id), nil
+		return fmt.Sprintf("%s %q cannot be checked before the engine is configured: write config first", field, id), nil
 	}
 	sa, err := sess.client.ServiceAccount(ctx, id)
 	switch {
 	case errors.Is(err, errNotFound):
-		return fmt.Sprintf("service_account_id %q: no such Datadog user", id), nil
+		return fmt.Sprintf("%s %q: no such Datadog user", field, id), nil
 	case err != nil:
 		return "", fmt.Errorf("error looking up Datadog service account %q: %w", id, err)
 	case !sa.IsServiceAccount:
-		return fmt.Sprintf("service_account_id %q is a Datadog user, not a service account", id), nil
+		return fmt.Sprintf("%s %q is a Datadog user, not a service account", field, id), nil
 	case sa.Disabled:
-		return fmt.Sprintf("service_account_id %q is a disabled service account; enable it in Datadog or pick another", id), nil
+		return fmt.Sprintf("%s %q is a disabled service account; enable it in Datadog or pick another", field, id), nil
 	}
 	return "", nil
 }
@@ -436,9 +460,10 @@ const pathRoleHelpDesc = `
 A role names the kind of Datadog credential that creds/<role> issues
 (credential_type), the Datadog permissions it is limited to (scopes), the
 service account that owns it (service_account_id, for the service account
-types), whether an API key comes with an application key (api_key_mode), how
-issued credentials are named in Datadog (name_template), and how long their
-leases last (ttl, max_ttl).
+types; or service_account_ids, several of them sharing the keys of a
+service_account_application_key role), whether an API key comes with an
+application key (api_key_mode), how issued credentials are named in Datadog
+(name_template), and how long their leases last (ttl, max_ttl).
 
 On write, scopes are checked against the organisation's permission list (the
 list built into the engine when the engine is not configured yet or its
@@ -451,9 +476,20 @@ role issues another credential_type, service account or scopes, or is deleted.
 A read returns credential_type, scopes, name_template (the default when none
 was set), ttl and max_ttl in seconds, allow_unscoped and api_key_mode for the
 application key types, and service_account_id for the service account types.
-Reads and writes of an unscoped role warn about it; writes also warn when ttl
-or max_ttl exceed the mount's maximum lease TTL, and when api_key_mode static
-hands out the engine's own API key.
+For service_account_application_key roles it also returns
+service_account_ids and service_account_counts: for each service account of
+the role, the application keys this mount's leases hold (all roles
+together). Reads and writes of an unscoped role warn about it; writes also
+warn when ttl or max_ttl exceed the mount's maximum lease TTL, and when
+api_key_mode static hands out the engine's own API key.
+
+Datadog allows an owner at most 1000 application keys. With
+service_account_ids each creds request takes the service account whose keys
+are fewest (ties: the first listed), asking Datadog for its count first when
+it nears the limit, and the next one when Datadog refuses a key at the limit;
+the request is refused only when every one is full. Leases renew while their
+service account is still one of the role's. service_account_id and
+service_account_ids are exclusive: a write giving one replaces the other.
 `
 
 const pathRoleListHelpSyn = `List the configured roles.`

@@ -405,8 +405,10 @@ func (b *datadogBackend) tidyClasses(ctx context.Context, s logical.Storage, cfg
 		if err != nil {
 			return nil, err
 		}
-		if role != nil && role.ServiceAccountID != "" {
-			add(role.CredentialType, role.ServiceAccountID)
+		if role != nil {
+			for _, id := range role.serviceAccounts() {
+				add(role.CredentialType, id)
+			}
 		}
 	}
 	sort.Slice(classes, func(i, j int) bool { return classes[i].Kind+classes[i].Owner < classes[j].Kind+classes[j].Owner })

@@ -72,7 +72,11 @@ func getRecord(ctx context.Context, s logical.Storage, id string) (*credentialRe
 
 func (b *datadogBackend) deleteRecord(ctx context.Context, s logical.Storage, id string) error {
 	b.issuedRecords.Delete(id)
-	return s.Delete(ctx, recordPrefix+id)
+	if err := s.Delete(ctx, recordPrefix+id); err != nil {
+		return err
+	}
+	b.ownerKeys.forget(id)
+	return nil
 }
 
 // records reads every record, for the rare operations that need them all.
