@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -408,5 +409,43 @@ func TestTidyListsEveryServiceAccountOfAPool(t *testing.T) {
 	}
 	if env.keyExists(orphan) {
 		t.Error("the orphan key is still in Datadog")
+	}
+}
+
+// TestPoolSpreadsConcurrentRequests: each request counts its key for its
+// service account as it picks it, so concurrent requests spread evenly.
+func TestPoolSpreadsConcurrentRequests(t *testing.T) {
+	env, sas := poolEnv(t, 0, 3)
+	env.writeRole(t, "p", map[string]interface{}{"credential_type": "service_account_application_key", "scopes": "dashboards_read",
+		"service_account_ids": strings.Join(sas, ","), "api_key_mode": "none"})
+	const n = 30
+	owners := make(chan string, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := env.do(t, logical.ReadOperation, "creds/p", nil)
+			if err != nil || resp.IsError() {
+				t.Errorf("creds: %v %v", err, resp)
+				return
+			}
+			owners <- resp.Data["service_account_id"].(string)
+		}()
+	}
+	wg.Wait()
+	close(owners)
+	got := map[string]int{}
+	for o := range owners {
+		got[o]++
+	}
+	for _, sa := range sas {
+		if got[sa] != n/3 {
+			t.Errorf("keys per service account %v, want %d each", got, n/3)
+			break
+		}
+	}
+	if owned := env.ownedKeys(); owned[sas[0]] != n/3 || owned[sas[1]] != n/3 || owned[sas[2]] != n/3 {
+		t.Errorf("keys in Datadog per owner %v", owned)
 	}
 }
