@@ -439,22 +439,35 @@ func pathWatchStatus(b *datadogBackend) *framework.Path {
 	}
 }
 
-func (b *datadogBackend) pathWatchStatusRead(_ context.Context, _ *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *datadogBackend) pathWatchStatusRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	sess, err := b.session(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
 	b.watch.mu.Lock()
 	last := b.watch.last
 	b.watch.mu.Unlock()
-	if last == nil {
-		return nil, nil
+	status := watchStatus{State: "never"}
+	since := b.started
+	if last != nil {
+		status = last.snapshot()
+		since = status.StartedAt
 	}
-	status := last.snapshot()
 	data := map[string]interface{}{
-		"state":      status.State,
-		"started_at": status.StartedAt.Format(time.RFC3339),
-		"checked":    status.Checked,
-		"leaked":     status.Leaked,
-		"idle":       status.Idle,
-		"failed":     status.Failed,
-		"error":      status.Error,
+		"state":   status.State,
+		"checked": status.Checked,
+		"leaked":  status.Leaked,
+		"idle":    status.Idle,
+		"failed":  status.Failed,
+		"error":   status.Error,
+	}
+	if sess != nil && sess.cfg.watchInterval() > 0 {
+		// Vault's timer fires every minute: the run starts on the first
+		// tick at or after this.
+		data["next_run_at"] = since.Add(sess.cfg.watchInterval() - watchSlack).UTC().Format(time.RFC3339)
+	}
+	if last != nil {
+		data["started_at"] = status.StartedAt.Format(time.RFC3339)
 	}
 	if !status.FinishedAt.IsZero() {
 		data["finished_at"] = status.FinishedAt.Format(time.RFC3339)
@@ -464,14 +477,15 @@ func (b *datadogBackend) pathWatchStatusRead(_ context.Context, _ *logical.Reque
 }
 
 func watchStatusResponses() map[int][]framework.Response {
-	return ok("The running or last watch run of this node.", map[string]*framework.FieldSchema{
+	return ok("The running or last watch run of this node, and when the next is due.", map[string]*framework.FieldSchema{
 		"state": {
 			Type:          framework.TypeString,
 			Required:      true,
-			AllowedValues: []interface{}{"running", "finished", "error"},
-			Description:   "running, finished, or error (then see error).",
+			AllowedValues: []interface{}{"never", "running", "finished", "error"},
+			Description:   "never (no run yet on this node), running, finished, or error (then see error).",
 		},
-		"started_at":       field(framework.TypeTime, true, "When the run started."),
+		"next_run_at":      field(framework.TypeTime, false, "When the next run is due (Vault's one-minute timer starts it on its first tick after); absent when the watch is off or the engine not configured."),
+		"started_at":       field(framework.TypeTime, false, "When the run started; absent before the first."),
 		"finished_at":      field(framework.TypeTime, false, "When the run ended; absent while it runs."),
 		"duration_seconds": field(framework.TypeFloat, false, "How long the run took, in seconds; absent while it runs."),
 		"checked":          field(framework.TypeInt, true, "Leases whose credentials the run read from Datadog."),
@@ -493,11 +507,12 @@ used), is deleted in Datadog at once; its lease's renewals are then refused
 with the reason, and its revocation succeeds. Each renewal does the same
 check for its lease.
 
-This shows the running or last run on this node (nothing before the first
-one, nor after a restart): its state (running, finished or error, with error
-saying what failed), started_at, finished_at and duration_seconds once it
-ended, how many leases it checked, how many it killed because their
+This shows the running or last run on this node (kept in memory): its state
+(never before the first run on this node, running, finished or error, with
+error saying what failed), started_at, finished_at and duration_seconds once
+it ended, how many leases it checked, how many it killed because their
 credential leaked (leaked) or went unused (idle), and how many it could not
 check or whose credential it could not delete yet (failed; the next run
-tries again).
+tries again); and next_run_at, when the next run is due (the first one
+watch_interval after the engine started), absent while the watch is off.
 `

@@ -270,19 +270,21 @@ func TestWatchRunsEveryInterval(t *testing.T) {
 	env.emu.MarkLeaked(creds.Data["application_key_id"].(string), "")
 
 	env.rollbackOnSchedule(t)
-	if resp := env.mustDo(t, logical.ReadOperation, "watch/status", nil); resp != nil {
-		t.Fatalf("a watch ran before its interval: %v", resp.Data)
+	status := env.mustDo(t, logical.ReadOperation, "watch/status", nil).Data
+	due := env.b.started.Add(defaultWatchInterval - watchSlack).UTC().Format(time.RFC3339)
+	if status["state"] != "never" || status["next_run_at"] != due || status["started_at"] != nil {
+		t.Fatalf("watch status before its interval: %v; want state never, next run at %s", status, due)
 	}
 	env.mustDo(t, logical.UpdateOperation, "config", map[string]interface{}{"watch_interval": "1m"})
 	env.b.started = time.Now().Add(-55 * time.Second) // within the slack of a minute's tick
 	env.b.System().(*logical.StaticSystemView).ReplicationStateVal = consts.ReplicationPerformanceStandby
 	env.rollbackOnSchedule(t)
-	if resp := env.mustDo(t, logical.ReadOperation, "watch/status", nil); resp != nil {
-		t.Fatal("a watch ran on a performance standby")
+	if status := env.mustDo(t, logical.ReadOperation, "watch/status", nil).Data; status["state"] != "never" {
+		t.Fatalf("a watch ran on a performance standby: %v", status)
 	}
 	env.b.System().(*logical.StaticSystemView).ReplicationStateVal = 0
 	env.rollbackOnSchedule(t)
-	status := env.waitWatch(t)
+	status = env.waitWatch(t)
 	if status["leaked"] != 1 || env.keyExists(creds.Data["application_key_id"].(string)) {
 		t.Errorf("periodic watch: %v", status)
 	}
@@ -298,6 +300,9 @@ func TestWatchRunsEveryInterval(t *testing.T) {
 	if env.b.watch.last.StartedAt.After(time.Now().Add(-time.Minute)) {
 		t.Error("a watch ran with watch_interval 0")
 	}
+	if status := env.mustDo(t, logical.ReadOperation, "watch/status", nil).Data; status["next_run_at"] != nil || status["state"] != "finished" {
+		t.Errorf("watch status with watch_interval 0: %v; want the last run, and no next run", status)
+	}
 }
 
 // waitWatch waits for the running watch to finish and returns its status.
@@ -305,7 +310,7 @@ func (env *testEnv) waitWatch(t *testing.T) map[string]interface{} {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		resp := env.mustDo(t, logical.ReadOperation, "watch/status", nil)
-		if resp != nil && resp.Data["state"] != "running" {
+		if state := resp.Data["state"]; state != "running" && state != "never" {
 			return resp.Data
 		}
 		if time.Now().After(deadline) {
