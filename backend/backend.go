@@ -64,6 +64,8 @@ type datadogBackend struct {
 	scopesLock    sync.Mutex
 	scopes        map[string]bool
 	scopesFetched time.Time
+
+	watch watchState // the watch of leaked and idle credentials
 }
 
 // Factory returns a configured instance of the backend.
@@ -92,6 +94,7 @@ func newBackend() *datadogBackend {
 			pathRoles(b),
 			[]*framework.Path{pathCreds(b)},
 			pathTidy(b),
+			[]*framework.Path{pathWatchStatus(b)},
 		),
 		Secrets:        credentialSecrets(b),
 		PeriodicFunc:   b.periodicFunc,

@@ -209,6 +209,9 @@ func (b *datadogBackend) revokeCredential(ctx context.Context, req *logical.Requ
 }
 
 func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	if err := b.refuseKilled(ctx, req); err != nil {
+		return nil, err
+	}
 	roleName, _ := req.Secret.InternalData["role"].(string)
 	role, err := b.cachedRole(ctx, req.Storage, roleName)
 	if err != nil {
@@ -242,17 +245,23 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 			return nil, renewRefused("the credential's %s", msg)
 		}
 	}
-	for _, o := range objects {
+	states := make([]objectState, len(objects))
+	for i, o := range objects {
 		if err := sess.cfg.reaches(o); err != nil {
 			return nil, renewRefused("%s", err)
 		}
-		exists, err := sess.client.Exists(ctx, o)
+		state, err := sess.client.State(ctx, o)
+		if errors.Is(err, errNotFound) {
+			return nil, renewRefused("Datadog %s %s (%s) was deleted outside Vault; request new credentials", describeKind(o.Kind), o.ID, o.Name)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("error checking Datadog %s %s before renewal: %w", describeKind(o.Kind), o.ID, err)
 		}
-		if !exists {
-			return nil, renewRefused("Datadog %s %s (%s) was deleted outside Vault; request new credentials", describeKind(o.Kind), o.ID, o.Name)
-		}
+		states[i] = state
+	}
+	// A leaked or idle credential dies now rather than living on.
+	if err := b.checkOnRenew(ctx, req, sess, role, objects, states); err != nil {
+		return nil, err
 	}
 
 	resp := &logical.Response{Secret: req.Secret}

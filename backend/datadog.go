@@ -54,6 +54,9 @@ type datadogAPI interface {
 	Create(ctx context.Context, o datadogObject, scopes []string) (createdObject, error)
 	// Exists reports whether the object is still live in Datadog.
 	Exists(ctx context.Context, o datadogObject) (bool, error)
+	// State reads what Datadog says of a live object: leaked or not, last
+	// use, creation; errNotFound when it is gone.
+	State(ctx context.Context, o datadogObject) (objectState, error)
 	// Delete removes the object; deleting a missing object returns errNotFound
 	// (or nothing, for tokens, whose revocation Datadog accepts twice).
 	Delete(ctx context.Context, o datadogObject) error

@@ -109,6 +109,8 @@ func configReadResponses() map[int][]framework.Response {
 		"request_timeout": field(framework.TypeInt64, true,
 			"Timeout of each HTTP call to Datadog, in seconds (30 when not set)."),
 		"tidy_interval": field(framework.TypeInt64, true, "How often the engine runs tidy by itself, in seconds; 0: never."),
+		"watch_interval": field(framework.TypeInt64, true,
+			"How often the engine checks its leases' credentials for leaks and idleness, in seconds; 0: never."),
 	})
 }
 
@@ -151,6 +153,8 @@ func roleReadResponses() map[int][]framework.Response {
 		"name_template": field(framework.TypeString, true, "Template of the Datadog name of issued credentials; the default when none was set."),
 		"ttl":           field(framework.TypeInt64, true, "Default lease duration in seconds; 0: the mount's default."),
 		"max_ttl":       field(framework.TypeInt64, true, "Maximum lease lifetime in seconds; 0: the mount's maximum."),
+		"idle_ttl": field(framework.TypeInt64, true,
+			"How long an issued credential may go unused before the engine deletes it, in seconds; 0: never."),
 	})
 }
 

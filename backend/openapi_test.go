@@ -132,6 +132,7 @@ func TestOpenAPIDocumentMatchesTheHandlers(t *testing.T) {
 		"POST /tidy":               "datadog-tidy",
 		"GET /tidy/status":         "datadog-read-tidy-status",
 		"POST /config/rotate-root": "datadog-rotate-root",
+		"GET /watch/status":        "datadog-read-watch-status",
 	} {
 		if got := ops[key].OASOperation; got == nil || got.OperationID != want {
 			t.Errorf("%s: operation %+v, want operation id %s", key, got, want)
@@ -267,6 +268,8 @@ func (env *testEnv) driveEveryOperation(t *testing.T, doc *framework.OASDocument
 	send(logical.UpdateOperation, "tidy", map[string]interface{}{"dry_run": true})
 	env.waitTidy(t)
 	send(logical.ReadOperation, "tidy/status", nil)
+	env.watchNow(t)
+	send(logical.ReadOperation, "watch/status", nil)
 
 	send(logical.DeleteOperation, "roles/wide", nil)
 	send(logical.UpdateOperation, "config/rotate-root", nil)

@@ -57,6 +57,9 @@ type datadogConfig struct {
 	RequestTimeout time.Duration `json:"request_timeout,omitempty"`
 	// TidyInterval is how often the engine tidies by itself; 0: never.
 	TidyInterval time.Duration `json:"tidy_interval"`
+	// WatchInterval is how often the engine checks its leases' credentials
+	// for leaks and idleness; 0: never; nil: the default.
+	WatchInterval *time.Duration `json:"watch_interval,omitempty"`
 }
 
 // Bounds of request_timeout.
@@ -186,6 +189,11 @@ func pathConfig(b *datadogBackend) *framework.Path {
 				Type:        framework.TypeDurationSecond,
 				Description: "How often the engine runs tidy by itself, such as 1h (the default when config is created); 0 turns it off.",
 			},
+			"watch_interval": {
+				Type: framework.TypeDurationSecond,
+				Description: "How often the engine reads its leases' credentials from Datadog and deletes those Datadog " +
+					"flagged as leaked or that went unused for their role's idle_ttl, such as 5m (the default); at least 1m; 0 turns it off.",
+			},
 			"force": {
 				Type: framework.TypeBool,
 				Description: "Write or delete config even though outstanding leases hold Datadog keys that the new " +
@@ -265,6 +273,7 @@ func (b *datadogBackend) pathConfigRead(ctx context.Context, req *logical.Reques
 		"allowed_scopes":  append([]string{}, cfg.AllowedScopes...), // [] rather than null when unset
 		"request_timeout": int64(cfg.requestTimeout().Seconds()),
 		"tidy_interval":   int64(cfg.TidyInterval.Seconds()),
+		"watch_interval":  int64(cfg.watchInterval().Seconds()),
 	}
 	for k, v := range cfg.rootStatus() {
 		data[k] = v
@@ -310,6 +319,9 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 	}
 	if v, ok := d.GetOk("rotation_period"); ok {
 		cfg.RotationPeriod = time.Duration(v.(int)) * time.Second
+	}
+	if msg := cfg.setWatchInterval(d); msg != "" {
+		return logical.ErrorResponse(msg), nil
 	}
 
 	switch {
@@ -714,5 +726,11 @@ service_account_id, root_expires_at, root_scopes, rotation_period (in
 seconds), last_rotation and next_rotation (the root credential);
 api_key_last4, app_key_last4 and access_token_last4 (api_key, app_key and
 access_token are write-only: reads return only their last four characters);
-allowed_scopes, and request_timeout and tidy_interval in seconds.
+allowed_scopes, and request_timeout, tidy_interval and watch_interval in
+seconds.
+
+watch_interval (default 5m, at least 1m, 0 turns it off) is how often the
+engine reads its leases' credentials from Datadog: one Datadog flagged as
+leaked, or one unused for its role's idle_ttl, is deleted at once, and its
+lease's renewals are refused (see watch/status).
 `

@@ -316,6 +316,7 @@ func (b *datadogBackend) retireRoot(ctx context.Context, cfg *datadogConfig) err
 // being disabled its storage goes next: a root credential the engine made
 // would be lost, so it is deleted first (leases were revoked before).
 func (b *datadogBackend) cleanup(ctx context.Context) {
+	b.stopWatch()
 	if b.storage == nil || !b.System().Tainted() || !b.WriteSafeReplicationState() {
 		return
 	}

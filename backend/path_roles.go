@@ -36,6 +36,8 @@ type datadogRole struct {
 
 	// ServiceAccountIDs, instead of ServiceAccountID: a pool (pool.go).
 	ServiceAccountIDs []string `json:"service_account_ids,omitempty"`
+	// IdleTTL: a credential unused for this long is deleted early; 0: never.
+	IdleTTL time.Duration `json:"idle_ttl,omitempty"`
 }
 
 func (r *datadogRole) kind() credentialKind { return credentialKinds[r.CredentialType] }
@@ -57,6 +59,7 @@ func (r *datadogRole) responseData() map[string]interface{} {
 		"name_template":      r.nameTemplate(),
 		"ttl":                int64(r.TTL.Seconds()),
 		"max_ttl":            int64(r.MaxTTL.Seconds()),
+		"idle_ttl":           int64(r.IdleTTL.Seconds()),
 	}
 	// Fields that do not apply to the kind are left out rather than shown empty.
 	if !r.kind().withAPIKey {
@@ -139,6 +142,11 @@ func pathRoles(b *datadogBackend) []*framework.Path {
 				"max_ttl": {
 					Type:        framework.TypeDurationSecond,
 					Description: "Maximum lifetime of issued credentials, renewals included. 0 uses the mount's maximum.",
+				},
+				"idle_ttl": {
+					Type: framework.TypeDurationSecond,
+					Description: "Delete an issued credential early once it has not been used for this long (Datadog's last use " +
+						"of each of its keys; their creation when never used), such as 24h; at least 1m, at most max_ttl. 0 (the default): never.",
 				},
 			},
 			// Writes go to the active node of the primary: role writes
@@ -317,6 +325,9 @@ func (b *datadogBackend) pathRoleWrite(ctx context.Context, req *logical.Request
 	if v, ok := d.GetOk("max_ttl"); ok {
 		role.MaxTTL = time.Duration(v.(int)) * time.Second
 	}
+	if v, ok := d.GetOk("idle_ttl"); ok {
+		role.IdleTTL = time.Duration(v.(int)) * time.Second
+	}
 
 	if msg, err := b.validateRole(ctx, req, role); msg != "" || err != nil {
 		if err != nil {
@@ -370,6 +381,8 @@ func (b *datadogBackend) validateRole(ctx context.Context, req *logical.Request,
 		return "ttl and max_ttl must not be negative", nil
 	case role.MaxTTL > 0 && role.TTL > role.MaxTTL:
 		return fmt.Sprintf("ttl (%s) must not exceed max_ttl (%s)", role.TTL, role.MaxTTL), nil
+	case role.idleTTLProblem() != "":
+		return role.idleTTLProblem(), nil
 	case !kind.scoped && len(role.Scopes) > 0:
 		return "scopes do not apply to credential_type api_key: Datadog API keys carry no permissions of their own; remove scopes", nil
 	case role.AllowUnscoped && !kind.withAPIKey:
@@ -463,7 +476,12 @@ service account that owns it (service_account_id, for the service account
 types; or service_account_ids, several of them sharing the keys of a
 service_account_application_key role), whether an API key comes with an
 application key (api_key_mode), how issued credentials are named in Datadog
-(name_template), and how long their leases last (ttl, max_ttl).
+(name_template), how long their leases last (ttl, max_ttl), and how long an
+issued credential may go unused before the engine deletes it early
+(idle_ttl: 0, the default, never; at least 1m and at most max_ttl; the lease
+is idle when every one of its keys is, by Datadog's last use, or creation
+when never used, and checked every watch_interval of config and at each
+renewal; it applies to the role's leases issued before it was set too).
 
 On write, scopes are checked against the organisation's permission list (the
 list built into the engine when the engine is not configured yet or its
@@ -474,7 +492,7 @@ what they were created with, and their leases are no longer renewed once the
 role issues another credential_type, service account or scopes, or is deleted.
 
 A read returns credential_type, scopes, name_template (the default when none
-was set), ttl and max_ttl in seconds, allow_unscoped and api_key_mode for the
+was set), ttl, max_ttl and idle_ttl in seconds, allow_unscoped and api_key_mode for the
 application key types, and service_account_id for the service account types.
 For service_account_application_key roles it also returns
 service_account_ids and service_account_counts: for each service account of

@@ -25,6 +25,7 @@ func TestRoleLifecycle(t *testing.T) {
 		"name_template":   defaultNameTemplate,
 		"ttl":             int64(1800),
 		"max_ttl":         int64(0),
+		"idle_ttl":        int64(0),
 	}
 	if !reflect.DeepEqual(resp.Data, want) {
 		t.Errorf("role = %#v, want %#v", resp.Data, want)

@@ -278,7 +278,9 @@ func (b *datadogBackend) tidyRun(ctx context.Context, s logical.Storage, sess *s
 	// buffer wait): each object is asked for by its id.
 	for _, rec := range before {
 		ended := time.Since(rec.LeaseEnds) > status.Buffer
-		if !rec.Issued || !ended && time.Since(rec.CreatedAt) < status.Buffer {
+		// A killed credential's record stays while its lease may live: its
+		// renewals say why they are refused.
+		if !rec.Issued || !ended && (time.Since(rec.CreatedAt) < status.Buffer || rec.Killed != nil) {
 			continue
 		}
 		gone := true

@@ -42,6 +42,9 @@ type credentialRecord struct {
 	// LeaseEnds is the latest its lease can end, renewals included: after
 	// it, tidy may delete what the lease still holds.
 	LeaseEnds time.Time `json:"lease_ends"`
+	// Killed is set when the engine deleted the credential before its
+	// lease ended (leaked, idle): its renewals are refused.
+	Killed *killed `json:"killed,omitempty"`
 }
 
 // newRecordID returns 16 random characters of lowercase base32 (80 bits):
@@ -72,6 +75,9 @@ func getRecord(ctx context.Context, s logical.Storage, id string) (*credentialRe
 
 func (b *datadogBackend) deleteRecord(ctx context.Context, s logical.Storage, id string) error {
 	b.issuedRecords.Delete(id)
+	lock := b.recordLock(id)
+	lock.Lock()
+	defer lock.Unlock()
 	if err := s.Delete(ctx, recordPrefix+id); err != nil {
 		return err
 	}
@@ -100,7 +106,7 @@ func records(ctx context.Context, s logical.Storage) ([]*credentialRecord, error
 
 // periodicFunc runs on Vault's rollback timer (every minute) and once more
 // when the mount is disabled: it rolls back WAL entries, rotates the root
-// credential and starts a tidy when they are due.
+// credential and starts a tidy and a watch run when they are due.
 func (b *datadogBackend) periodicFunc(ctx context.Context, req *logical.Request) error {
 	// Where Vault's AWS engine skips its rollback: on performance standbys
 	// (the active node rolls back) and performance secondaries (the primary
@@ -110,7 +116,8 @@ func (b *datadogBackend) periodicFunc(ctx context.Context, req *logical.Request)
 	}
 	_, immediate := req.Data["immediate"]
 	immediate = immediate || b.System().Tainted()
-	return errors.Join(b.rollback(ctx, req, immediate), b.rollbackRotations(ctx, req, immediate), b.periodicRotation(ctx, req.Storage), b.periodicTidy(ctx, req.Storage))
+	return errors.Join(b.rollback(ctx, req, immediate), b.rollbackRotations(ctx, req, immediate), b.periodicRotation(ctx, req.Storage), b.periodicTidy(ctx, req.Storage),
+		b.periodicWatch(ctx, req.Storage))
 }
 
 // rollback replays the WAL entries of creds requests that did not issue a

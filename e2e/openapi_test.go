@@ -24,6 +24,7 @@ var knownOperations = map[string][]string{
 	"creds/{name}":       {"GET"},
 	"tidy":               {"POST"},
 	"tidy/status":        {"GET"},
+	"watch/status":       {"GET"},
 }
 
 // TestOpenAPIDocument reads Vault's OpenAPI document from the server and

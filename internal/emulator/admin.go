@@ -16,6 +16,8 @@ const adminPrefix = "/_emulator/"
 //
 //	GET    /_emulator/keys                {"keys":[Key...]}, oldest first
 //	DELETE /_emulator/keys/{id}           204, or 404 for an unknown id
+//	POST   /_emulator/keys/{id}/leak      optional {"source":"github"}; the Key, or 404
+//	POST   /_emulator/keys/{id}/backdate  {"by":"2h"}; the Key, or 404
 //	GET    /_emulator/endpoints           {"endpoints":[Endpoint...]}
 //	GET    /_emulator/clock               {"now":...,"advance":"0s"}
 //	POST   /_emulator/clock               {"advance":"25h"} or {"set":"2030-01-01T00:00:00Z"}
@@ -31,6 +33,8 @@ func (e *Emulator) serveAdmin(r *http.Request) response {
 	switch r.Method + " " + resource {
 	case "GET keys":
 		return ok(map[string]any{"keys": e.Keys()})
+	case "POST keys":
+		return e.serveKeyAction(r, id)
 	case "DELETE keys":
 		if e.DeleteKey(id) {
 			return noContent

@@ -66,6 +66,11 @@ type Key struct {
 	Scopes    []string   `json:"scopes"`   // nil = unscoped
 	CreatedAt time.Time  `json:"created_at"`
 	ExpiresAt *time.Time `json:"expires_at"` // access tokens only; nil = never
+	// LastUsedAt is when the key last authenticated a request; nil when
+	// never.
+	LastUsedAt *time.Time `json:"last_used_at"`
+	// Leak is set once Datadog found the key leaked (see MarkLeaked).
+	Leak *Leak `json:"leak,omitempty"`
 }
 
 // Key kinds, as reported in Key.Kind.
@@ -227,6 +232,10 @@ func (e *Emulator) Keys() []Key {
 	for i, k := range stored {
 		keys[i] = k.Key
 		keys[i].Scopes = slices.Clone(k.Scopes)
+		if k.Leak != nil {
+			leak := *k.Leak
+			keys[i].Leak = &leak
+		}
 	}
 	return keys
 }

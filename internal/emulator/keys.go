@@ -21,7 +21,6 @@ type storedKey struct {
 	Seq        int        `json:"seq"`
 	ModifiedAt time.Time  `json:"modified_at"`
 	ModifiedBy string     `json:"modified_by"`
-	LastUsedAt *time.Time `json:"last_used_at"`
 	RevokedAt  *time.Time `json:"revoked_at,omitempty"` // access tokens only
 
 	// API keys only.
@@ -120,7 +119,7 @@ var apiKeys = &keyKind{
 		return map[string]any{
 			"created_by":       relationship("users", k.OwnerID),
 			"modified_by":      relationship("users", k.ModifiedBy),
-			"leak_information": map[string]any{"data": nil},
+			"leak_information": leakRelationship(k),
 		}
 	},
 	includable: map[string]func(k *storedKey) string{
@@ -172,7 +171,7 @@ var applicationKeys = &keyKind{
 		// owned_by is a "users" relationship for service accounts too (recorded).
 		return map[string]any{
 			"owned_by":         relationship("users", k.OwnerID),
-			"leak_information": map[string]any{"data": nil},
+			"leak_information": leakRelationship(k),
 		}
 	},
 	includable: map[string]func(k *storedKey) string{
@@ -305,17 +304,27 @@ func (e *Emulator) included(c collection, r *request, keys []*storedKey, always 
 		names = append(names, strings.Split(q, ",")...)
 	}
 	var userIDs []string
+	leaks := false
 	for _, name := range names {
-		if userOf := c.kind.includable[strings.TrimSpace(name)]; userOf != nil {
+		name = strings.TrimSpace(name)
+		if name == "leak_information" {
+			leaks = true
+			continue
+		}
+		if userOf := c.kind.includable[name]; userOf != nil {
 			for _, k := range keys {
 				userIDs = append(userIDs, userOf(k))
 			}
 		}
 	}
-	if len(userIDs) == 0 {
+	if len(userIDs) == 0 && !leaks {
 		return nil, false
 	}
-	return e.includedUsers(userIDs...), true
+	included := e.includedUsers(userIDs...)
+	if leaks {
+		included = append(included, includedLeaks(keys)...)
+	}
+	return included, true
 }
 
 func (e *Emulator) listKeys(c collection, r *request) response {
@@ -339,11 +348,11 @@ func (e *Emulator) listKeys(c collection, r *request) response {
 
 	filter := strings.ToLower(q.Get("filter"))
 	ownedBy := splitList(q["filter[owned_by]"])
-	leakedOnly := q.Get("filter[leaked]") == "true" // the emulator's keys never leak
+	leakedOnly := q.Get("filter[leaked]") == "true" // false has no effect, as the spec says
 	var matched []*storedKey
 	for _, k := range e.org.Keys {
 		if k.RevokedAt == nil && c.holds(k, owner, true) && strings.Contains(strings.ToLower(k.Name), filter) &&
-			(len(ownedBy) == 0 || slices.Contains(ownedBy, k.OwnerID)) && !leakedOnly {
+			(len(ownedBy) == 0 || slices.Contains(ownedBy, k.OwnerID)) && (!leakedOnly || k.Leak != nil) {
 			matched = append(matched, k)
 		}
 	}
@@ -430,8 +439,8 @@ func compareBy(field string) func(a, b *storedKey) int {
 		return func(a, b *storedKey) int { return optionalTime(a.LastUsedAt).Compare(optionalTime(b.LastUsedAt)) }
 	case "last4":
 		return func(a, b *storedKey) int { return strings.Compare(a.last4(), b.last4()) }
-	case "leaked": // nothing leaks in the emulator
-		return func(a, b *storedKey) int { return 0 }
+	case "leaked":
+		return leakedFirst
 	default:
 		return func(a, b *storedKey) int { return strings.Compare(a.Name, b.Name) }
 	}

@@ -70,7 +70,13 @@ func accessTokenKind(kind, jsonType, prefix, ownerType string, expiry expiryRule
 			return a
 		},
 		relationships: func(k *storedKey) map[string]any {
-			return map[string]any{"owned_by": relationship(ownerType, k.OwnerID)}
+			rel := map[string]any{"owned_by": relationship(ownerType, k.OwnerID)}
+			// Recorded answers of clean tokens have no leak_information;
+			// the spec gives it to tokens, pointing to the leak.
+			if k.Leak != nil {
+				rel["leak_information"] = leakRelationship(k)
+			}
+			return rel
 		},
 		apply: func(k *storedKey, attrs keyAttributes, creating bool, now time.Time) string {
 			if creating {
