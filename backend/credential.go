@@ -265,7 +265,7 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 	}
 
 	resp := &logical.Response{Secret: req.Secret}
-	resp.Secret.TTL = role.TTL
+	resp.Secret.TTL = leaseTTL(role, narrowedTTL(req.Secret))
 	resp.Secret.MaxTTL = b.leaseMaxTTL(role, objects, req.Secret.IssueTime)
 	// The lease never outlives what its record promised at issue, even if
 	// the role's max_ttl grew since: tidy relies on it.
@@ -284,7 +284,10 @@ type roleBinding struct {
 	CredentialType   string   `json:"credential_type"`
 	ServiceAccountID string   `json:"service_account_id,omitempty"`
 	Scopes           []string `json:"scopes"` // sorted; empty for unscoped keys
-	pool             []string // the role's service_account_ids; not in the lease
+	// Narrowed: the request asked for these scopes, fewer than the role's;
+	// the lease renews while the role still grants them all.
+	Narrowed bool     `json:"narrowed,omitempty"`
+	pool     []string // the role's service_account_ids; not in the lease
 }
 
 func (r *datadogRole) binding() roleBinding {
@@ -300,10 +303,30 @@ func (issued roleBinding) mismatch(now roleBinding) string {
 		return fmt.Sprintf("now issues credential_type %s; this lease holds a %s", now.CredentialType, describeKind(issued.CredentialType))
 	case !now.issuesFor(issued.ServiceAccountID):
 		return fmt.Sprintf("now issues credentials of %s; this lease's belong to %s", now.describeServiceAccounts(), issued.ServiceAccountID)
+	case issued.Narrowed:
+		if uncovered := notCovered(issued.Scopes, now.Scopes); len(uncovered) > 0 {
+			return fmt.Sprintf("no longer grants scopes [%s] (it grants [%s]); this lease's credential was narrowed to [%s]",
+				strings.Join(uncovered, ","), strings.Join(now.Scopes, ","), strings.Join(issued.Scopes, ","))
+		}
 	case !slices.Equal(issued.Scopes, now.Scopes):
 		return fmt.Sprintf("now grants scopes [%s]; this lease's credential has [%s]", strings.Join(now.Scopes, ","), strings.Join(issued.Scopes, ","))
 	}
 	return ""
+}
+
+// notCovered lists the scopes a role granting granted (every permission
+// when empty: an unscoped role) does not cover.
+func notCovered(scopes, granted []string) []string {
+	if len(granted) == 0 {
+		return nil
+	}
+	var out []string
+	for _, s := range scopes {
+		if !slices.Contains(granted, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // renewRefused is a renewal the caller cannot have: a 400 carried as an

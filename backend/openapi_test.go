@@ -129,6 +129,7 @@ func TestOpenAPIDocumentMatchesTheHandlers(t *testing.T) {
 		"DELETE /roles/{name}":     "datadog-delete-role",
 		"LIST /roles/":             "datadog-list-roles",
 		"GET /creds/{name}":        "datadog-generate-credentials",
+		"POST /creds/{name}":       "datadog-generate-credentials-with-parameters",
 		"POST /tidy":               "datadog-tidy",
 		"GET /tidy/status":         "datadog-read-tidy-status",
 		"POST /config/rotate-root": "datadog-rotate-root",
@@ -264,6 +265,14 @@ func (env *testEnv) driveEveryOperation(t *testing.T, doc *framework.OASDocument
 		send(logical.ReadOperation, "creds/"+name, nil)
 	}
 	send(logical.ListOperation, "roles/", nil)
+	// Narrowed requests, of every credential type.
+	for _, name := range names {
+		narrowed := map[string]interface{}{"ttl": "10m"}
+		if name != "agent" {
+			narrowed["scopes"] = "dashboards_read"
+		}
+		send(logical.UpdateOperation, "creds/"+name, narrowed)
+	}
 
 	send(logical.UpdateOperation, "tidy", map[string]interface{}{"dry_run": true})
 	env.waitTidy(t)

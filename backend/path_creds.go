@@ -20,20 +20,28 @@ func pathCreds(b *datadogBackend) *framework.Path {
 			OperationVerb:   "generate",
 			OperationSuffix: "credentials",
 		},
-		Fields: map[string]*framework.FieldSchema{
+		Fields: withNarrowing(map[string]*framework.FieldSchema{
 			"name": {
 				Type:        framework.TypeLowerCaseString,
 				Description: "Name of the role to issue credentials for.",
 				Required:    true,
 			},
-		},
+		}),
+		// Both write the request's record and create keys in Datadog: only
+		// the active node of the primary does that.
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback:  b.pathCredsRead,
-				Summary:   "Issue a new Datadog credential of the role, with a lease.",
-				Responses: credsResponses(),
-				// It writes the request's record and creates keys in
-				// Datadog: only the active node of the primary does that.
+				Callback:                    b.pathCredsRead,
+				Summary:                     "Issue a new Datadog credential of the role, with a lease.",
+				Responses:                   credsResponses(),
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:                    b.pathCredsRead,
+				Summary:                     "Issue a new Datadog credential of the role, narrowed to fewer scopes or a shorter lease.",
+				Responses:                   credsResponses(),
+				DisplayAttrs:                &framework.DisplayAttributes{OperationSuffix: "credentials-with-parameters"},
 				ForwardPerformanceStandby:   true,
 				ForwardPerformanceSecondary: true,
 			},
@@ -59,8 +67,15 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 	if sess == nil {
 		return logical.ErrorResponse(errNotConfigured.Error()), nil
 	}
+	asked, msg, err := b.narrow(ctx, req.Storage, d, roleName, role)
+	if msg != "" || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		return logical.ErrorResponse(msg), nil
+	}
 	cfg, kind := sess.cfg, role.kind()
-	if msg := cfg.scopesProblem(kind, role.Scopes); msg != "" {
+	if msg := cfg.scopesProblem(kind, asked.scopes); msg != "" {
 		return logical.ErrorResponse("role %q cannot issue credentials: its %s; narrow the role or config's allowed_scopes", roleName, msg), nil
 	}
 	if kind.withAPIKey && role.APIKeyMode == apiKeyModeStatic && cfg.APIKey == "" {
@@ -96,7 +111,7 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 	}
 	rec.LeaseEnds = b.leaseEnds(role, rec.Objects, now).UTC()
 
-	secrets, resp, err := b.createForOwner(ctx, req.Storage, sess, role, rec)
+	secrets, resp, err := b.createForOwner(ctx, req.Storage, sess, role, rec, asked.scopes)
 	if resp != nil || err != nil {
 		return resp, err
 	}
@@ -114,7 +129,7 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 		}
 	}
 	if kind.scoped {
-		data["scopes"] = role.Scopes
+		data["scopes"] = asked.scopes
 	}
 	if kind.serviceAccount {
 		data["service_account_id"] = rec.Objects[0].Owner
@@ -126,11 +141,14 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 		"role":       roleName,
 		"record":     rec.ID,
 		"objects":    rec.Objects,
-		"binding":    role.bindingFor(rec.Objects[0].Owner),
+		"binding":    asked.binding(role.bindingFor(rec.Objects[0].Owner)),
 		"lease_ends": rec.LeaseEnds.Format(time.RFC3339Nano),
 	}
+	if asked.ttl > 0 {
+		internal["ttl"] = int64(asked.ttl.Seconds())
+	}
 	resp = b.Secret(secretType(kind.name)).Response(data, internal)
-	resp.Secret.TTL = role.TTL
+	resp.Secret.TTL = leaseTTL(role, asked.ttl)
 	resp.Secret.MaxTTL = b.leaseMaxTTL(role, rec.Objects, now)
 	return resp, nil
 }
@@ -298,7 +316,16 @@ const pathCredsHelpSyn = `Issue a new Datadog credential for a role.`
 const pathCredsHelpDesc = `
 Each read creates a new Datadog credential of the role's credential_type and
 returns it once, with a lease of the role's ttl and max_ttl; it is deleted in
-Datadog when the lease is revoked or expires. A token's lease never outlives
+Datadog when the lease is revoked or expires.
+
+A write (or a read with parameters) may narrow the credential: scopes, a
+subset of the role's scopes (any Datadog permission names for an unscoped
+role; not for api_key roles), and ttl, a lease no longer than the role's ttl
+(the mount's default lease TTL when the role has none). Asking for more is
+refused with a 400 naming what is too much. The credential is created in
+Datadog with the narrowed scopes; the lease lasts ttl, and so do its renewals
+without an increment; it renews while the role still grants every narrowed
+scope. A token's lease never outlives
 its expiry in Datadog. Renewal is refused once the role issues something else
 (another credential_type, service account or scopes) or is deleted, once the
 credential was deleted outside Vault, and when it falls outside config's

@@ -295,17 +295,17 @@ func (b *datadogBackend) checkServiceAccounts(ctx context.Context, s logical.Sto
 // below Datadog's limit, and to the next one if Datadog refuses it at the
 // limit all the same. Every service account application key is counted
 // for its owner from the moment it is chosen.
-func (b *datadogBackend) createForOwner(ctx context.Context, s logical.Storage, sess *session, role *datadogRole, rec *credentialRecord) ([]string, *logical.Response, error) {
+func (b *datadogBackend) createForOwner(ctx context.Context, s logical.Storage, sess *session, role *datadogRole, rec *credentialRecord, scopes []string) ([]string, *logical.Response, error) {
 	main := &rec.Objects[0]
 	if main.Kind != kindServiceAccountApplicationKey {
-		return b.createObjects(ctx, s, sess, rec, role.Scopes)
+		return b.createObjects(ctx, s, sess, rec, scopes)
 	}
 	if err := b.ownerKeys.ensure(ctx, s); err != nil {
 		return nil, nil, fmt.Errorf("error counting the engine's application keys per service account: %w", err)
 	}
 	if len(role.ServiceAccountIDs) == 0 {
 		b.ownerKeys.reserve(rec.ID, main.Owner)
-		return b.createCounted(ctx, s, sess, rec, role.Scopes)
+		return b.createCounted(ctx, s, sess, rec, scopes)
 	}
 
 	tried := map[string]bool{}
@@ -319,7 +319,7 @@ func (b *datadogBackend) createForOwner(ctx context.Context, s logical.Storage, 
 		}
 		main.Owner = owner
 		watch := &limitWatch{datadogAPI: sess.client}
-		secrets, resp, err := b.createCounted(ctx, s, &session{cfg: sess.cfg, client: watch}, rec, role.Scopes)
+		secrets, resp, err := b.createCounted(ctx, s, &session{cfg: sess.cfg, client: watch}, rec, scopes)
 		if !watch.refused {
 			return secrets, resp, err
 		}

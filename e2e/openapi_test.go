@@ -21,7 +21,7 @@ var knownOperations = map[string][]string{
 	"config/rotate-root": {"POST"},
 	"roles/{name}":       {"DELETE", "GET", "POST"},
 	"roles/":             {"LIST"},
-	"creds/{name}":       {"GET"},
+	"creds/{name}":       {"GET", "POST"},
 	"tidy":               {"POST"},
 	"tidy/status":        {"GET"},
 	"watch/status":       {"GET"},
