@@ -7,7 +7,8 @@
 // credentials, then serves until SIGINT or SIGTERM. With -state-file the
 // organisation survives restarts; -rate-limit group=limit/period (repeated)
 // sets rate limits; -max-app-keys-per-user lowers Datadog's limit of 1000
-// application keys per owner. See docs/emulator.md.
+// application keys per owner; -one-time-read-off emulates an organisation
+// whose application keys stay readable. See docs/emulator.md.
 package main
 
 import (
@@ -38,6 +39,8 @@ func main() {
 	flag.Uint64Var(&opts.FaultSeed, "fault-seed", 0, "seed of the random draws of faults with a probability")
 	flag.IntVar(&opts.MaxAppKeysPerUser, "max-app-keys-per-user", 0,
 		"most application keys one owner may hold, below Datadog's 1000 (0: Datadog's), to reach the limit with a few keys")
+	flag.BoolVar(&opts.OneTimeReadOff, "one-time-read-off", false,
+		"emulate an organisation without One-Time Read mode (created before August 2025): the current user's application keys show their secret on GET and PATCH too")
 	flag.Func("rate-limit", "rate limit as group=limit/period, e.g. api_keys=100/10s (repeatable); groups: "+
 		strings.Join(emulator.RateLimitGroups(), ", "), func(s string) error {
 		group, limit, err := emulator.ParseRateLimit(s)

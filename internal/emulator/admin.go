@@ -28,6 +28,8 @@ const adminPrefix = "/_emulator/"
 //	POST   /_emulator/faults              Fault; answers 201 with its id
 //	DELETE /_emulator/faults              removes them all
 //	DELETE /_emulator/faults/{id}
+//	GET    /_emulator/org                 {"one_time_read":true}
+//	PATCH  /_emulator/org                 {"one_time_read":false}: the organisation's settings
 func (e *Emulator) serveAdmin(r *http.Request) response {
 	resource, id, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, adminPrefix), "/")
 	switch r.Method + " " + resource {
@@ -74,6 +76,19 @@ func (e *Emulator) serveAdmin(r *http.Request) response {
 			return noContent
 		}
 		return ok(l)
+	case "GET org":
+		return e.orgSettings()
+	case "PATCH org":
+		var body struct {
+			OneTimeRead *bool `json:"one_time_read"`
+		}
+		if errResp := decodeAdmin(r, &body); errResp != nil {
+			return *errResp
+		}
+		if body.OneTimeRead != nil {
+			e.SetOneTimeRead(*body.OneTimeRead)
+		}
+		return e.orgSettings()
 	case "GET faults":
 		return ok(map[string]any{"faults": e.Faults()})
 	case "POST faults":
@@ -97,6 +112,10 @@ func (e *Emulator) serveAdmin(r *http.Request) response {
 		return errorResponse(http.StatusNotFound, "Fault not found")
 	}
 	return notFound
+}
+
+func (e *Emulator) orgSettings() response {
+	return ok(map[string]any{"one_time_read": e.OneTimeRead()})
 }
 
 func (e *Emulator) clockState() response {

@@ -54,6 +54,12 @@ type Options struct {
 	// hold (Datadog's limit, 1000, when 0), so that a test can reach it
 	// with a few keys. List answers report it as max_allowed_per_user.
 	MaxAppKeysPerUser int
+	// OneTimeReadOff makes a new organisation one without One-Time Read
+	// mode, as organisations created before August 2025 are unless they
+	// turned it on: the current user's application keys then show their
+	// secret on GET and PATCH too, not only on create. A loaded state file
+	// keeps its own setting; SetOneTimeRead changes it.
+	OneTimeReadOff bool
 }
 
 // Key describes a live API key, application key or access token, without
@@ -152,7 +158,8 @@ func Open(opts Options) (*Emulator, error) {
 // seed creates the organisation: its roles, the admin user and its keys.
 func (e *Emulator) seed(opts Options) {
 	created := e.now()
-	e.org = &org{ID: newUUID(), Users: map[string]*user{}, Roles: map[string]*role{}, Keys: map[string]*storedKey{}}
+	e.org = &org{ID: newUUID(), Users: map[string]*user{}, Roles: map[string]*role{}, Keys: map[string]*storedKey{},
+		OneTimeReadOff: opts.OneTimeReadOff}
 	roles := seededRoles() // the Admin role first
 	for _, r := range roles {
 		r.ID, r.CreatedAt, r.ModifiedAt = newUUID(), created, created

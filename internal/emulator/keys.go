@@ -160,7 +160,7 @@ var applicationKeys = &keyKind{
 		switch v {
 		case viewCreated:
 			// The secret is shown once, on create (One-Time-Read mode, the
-			// default for orgs since 2025).
+			// default for orgs since 2025; see readableSecret for the others).
 			a["key"] = k.Secret
 		case viewRead, viewList:
 			a["last_used_at"] = formatOptionalTime(k.LastUsedAt)
@@ -285,10 +285,14 @@ func (e *Emulator) object(c collection, k *storedKey, v view) map[string]any {
 	if v == viewUpdated && c.updateOmitsOwner {
 		delete(rel, "owned_by")
 	}
+	attrs := kind.attributes(k, v, e.now())
+	if e.readableSecret(c, k, v) {
+		attrs["key"] = k.Secret
+	}
 	return map[string]any{
 		"type":          kind.jsonType,
 		"id":            k.ID,
-		"attributes":    kind.attributes(k, v, e.now()),
+		"attributes":    attrs,
 		"relationships": rel,
 	}
 }

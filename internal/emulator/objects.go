@@ -38,6 +38,8 @@ type org struct {
 	Seq     int                   `json:"seq"`  // creation counter of keys
 	// ClockAdvance is the emulator clock's lead over the real one.
 	ClockAdvance time.Duration `json:"clock_advance"`
+	// OneTimeReadOff: application keys stay readable (see Options).
+	OneTimeReadOff bool `json:"one_time_read_off,omitempty"`
 }
 
 type user struct {

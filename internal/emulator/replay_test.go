@@ -25,14 +25,15 @@ import (
 const minReplayed = 29
 
 // omitted lists, per cassette, recorded fields the emulator leaves out on
-// purpose, with the reason.
-var omitted = map[string]map[string]string{
-	"v2_Key_Management__Get_one_application_key_owned_by_current_user_returns_OK_response": {
-		// Recorded in an org without One-Time-Read mode. Orgs are in that
-		// mode by default since 2025, and the engine must not rely on
-		// reading a secret back, so the emulator shows it only on create.
-		"data.attributes.key": "application key secret shown only on create",
-	},
+// purpose, with the reason. None today.
+var omitted = map[string]map[string]string{}
+
+// withoutOneTimeRead lists the cassettes recorded in an organisation
+// without One-Time Read mode (its current-user application keys show their
+// secret when read): they replay against such an organisation
+// (Options.OneTimeReadOff), the others against one in the mode.
+var withoutOneTimeRead = map[string]bool{
+	"v2_Key_Management__Get_one_application_key_owned_by_current_user_returns_OK_response": true,
 }
 
 // addedSince lists fields the emulator sends that older recordings lack
@@ -86,17 +87,46 @@ func TestReplayRecordings(t *testing.T) {
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
 		t.Run(name, func(t *testing.T) {
-			interactions += replay(t, f, omitted[name])
+			interactions += replay(t, f, emulator.Options{OneTimeReadOff: withoutOneTimeRead[name]}, omitted[name])
 		})
 	}
 	t.Logf("replayed %d cassettes, %d interactions", len(files), interactions)
 	fmt.Printf("recordings: replayed %d cassettes, %d interactions\n", len(files), interactions)
 }
 
+// TestReplayNeedsTheOrganisationsMode: a cassette of an organisation
+// without One-Time Read mode does not replay against one in the mode (the
+// secret is missing from the read), so the mode is what makes it pass.
+func TestReplayNeedsTheOrganisationsMode(t *testing.T) {
+	for name := range withoutOneTimeRead {
+		rec := &missingFields{TB: t}
+		replay(rec, filepath.Join(recordingsDir(), "cassettes", name+".yaml"), emulator.Options{}, nil)
+		if !slices.Contains(rec.errors, "data.attributes.key") {
+			t.Errorf("%s replayed in One-Time Read mode without missing data.attributes.key (errors: %v)", name, rec.errors)
+		}
+	}
+}
+
+// missingFields collects the fields replay reports missing, instead of
+// failing the test.
+type missingFields struct {
+	testing.TB
+	errors []string
+}
+
+func (m *missingFields) Errorf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if _, field, found := strings.Cut(msg, "missing field "); found {
+		m.errors = append(m.errors, field)
+		return
+	}
+	m.TB.Errorf(format, args...)
+}
+
 // replay sends each recorded request, in order, to a fresh emulator and
 // compares status codes and JSON field sets. It returns how many
 // interactions it replayed.
-func replay(t *testing.T, path string, mayOmit map[string]string) int {
+func replay(t testing.TB, path string, opts emulator.Options, mayOmit map[string]string) int {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +142,8 @@ func replay(t *testing.T, path string, mayOmit map[string]string) int {
 	// The clock stands still at the time of the recording, so that
 	// recorded expiry dates are as far ahead as they were.
 	at := recordedAt(c)
-	emu := emulatortest.Start(t, emulator.Options{Now: func() time.Time { return at }})
+	opts.Now = func() time.Time { return at }
+	emu := emulatortest.Start(t, opts)
 	// ids maps ids in the recording to the emulator's ids for the same
 	// objects, learnt from earlier responses.
 	ids := strings.NewReplacer()
@@ -187,7 +218,7 @@ func recordedAt(c cassette) time.Time {
 	return time.Now()
 }
 
-func compareFields(t *testing.T, i int, where string, recorded, got map[string]bool, mayOmit map[string]string) {
+func compareFields(t testing.TB, i int, where string, recorded, got map[string]bool, mayOmit map[string]string) {
 	t.Helper()
 	for _, p := range sortedPaths(recorded) {
 		if !got[p] && mayOmit[p] == "" {
