@@ -66,6 +66,9 @@ type datadogBackend struct {
 	scopesFetched time.Time
 
 	watch watchState // the watch of leaked and idle credentials
+
+	// trail posts the audit events of config's audit_events.
+	trail auditTrail
 }
 
 // Factory returns a configured instance of the backend.

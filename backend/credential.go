@@ -205,6 +205,7 @@ func (b *datadogBackend) revokeCredential(ctx context.Context, req *logical.Requ
 		}
 	}
 	b.Logger().Debug("revoked Datadog credentials", "record", id, "objects", describeObjects(objects))
+	b.auditRevoked(ctx, req)
 	return nil, nil
 }
 
@@ -274,6 +275,7 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 			resp.Secret.MaxTTL = limit
 		}
 	}
+	b.auditRenewed(ctx, req, resp.Secret)
 	return resp, nil
 }
 

@@ -111,6 +111,11 @@ func configReadResponses() map[int][]framework.Response {
 		"tidy_interval": field(framework.TypeInt64, true, "How often the engine runs tidy by itself, in seconds; 0: never."),
 		"watch_interval": field(framework.TypeInt64, true,
 			"How often the engine checks its leases' credentials for leaks and idleness, in seconds; 0: never."),
+		"audit_events": field(framework.TypeBool, true, "Whether the engine posts a Datadog event for every credential issued, renewed or deleted."),
+		"audit_events_sent": field(framework.TypeInt64, true,
+			"Audit events posted to Datadog since the plugin started on this node."),
+		"audit_events_failed": field(framework.TypeInt64, true,
+			"Audit events that could not be posted (Datadog refused or unreachable, queue full, plugin stopping) since the plugin started on this node; each is logged."),
 	})
 }
 

@@ -60,6 +60,9 @@ type datadogConfig struct {
 	// WatchInterval is how often the engine checks its leases' credentials
 	// for leaks and idleness; 0: never; nil: the default.
 	WatchInterval *time.Duration `json:"watch_interval,omitempty"`
+	// AuditEvents: post a Datadog event for each credential's issue,
+	// renewal and deletion (audit.go).
+	AuditEvents bool `json:"audit_events,omitempty"`
 }
 
 // Bounds of request_timeout.
@@ -122,7 +125,7 @@ func pathConfig(b *datadogBackend) *framework.Path {
 		DisplayAttrs: &framework.DisplayAttributes{
 			OperationPrefix: operationPrefix,
 		},
-		Fields: map[string]*framework.FieldSchema{
+		Fields: withAuditConfig(map[string]*framework.FieldSchema{
 			"api_key": {
 				Type:        framework.TypeString,
 				Description: "Datadog API key of the organisation (32 hex characters). Write-only: never returned.",
@@ -199,7 +202,7 @@ func pathConfig(b *datadogBackend) *framework.Path {
 				Description: "Write or delete config even though outstanding leases hold Datadog keys that the new " +
 					"configuration could not delete. Those keys are left behind: they stay valid in Datadog. Not stored.",
 			},
-		},
+		}),
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
 				Callback:     b.pathConfigRead,
@@ -278,6 +281,7 @@ func (b *datadogBackend) pathConfigRead(ctx context.Context, req *logical.Reques
 	for k, v := range cfg.rootStatus() {
 		data[k] = v
 	}
+	maps.Copy(data, b.auditConfigRead(cfg))
 	return &logical.Response{Data: data}, nil
 }
 
@@ -321,6 +325,9 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 		cfg.RotationPeriod = time.Duration(v.(int)) * time.Second
 	}
 	if msg := cfg.setWatchInterval(d); msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+	if msg := auditConfigWrite(cfg, d); msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
 
@@ -720,6 +727,14 @@ disabled.
 Use site for a Datadog region (datadoghq.eu, us3.datadoghq.com, ...), or api_url
 for a proxy or a local emulator.
 
+With audit_events=true, the engine posts a Datadog event (POST /api/v1/events,
+with the API key) for every credential it issues, renews or deletes, naming
+the role, the Vault display name and entity, the keys' ids and names, the
+lease's expiry and the reason, never a secret. Events are posted in the
+background: a failure never fails the Vault request; it is logged, and
+counted in audit_events_failed (audit_events_sent counts the others, both
+since the plugin started on this node).
+
 A read returns site, api_url, owner_id, owner_handle and org_id (the
 identity); root_credential_type, root_key_id, root_key_name,
 service_account_id, root_expires_at, root_scopes, rotation_period (in
@@ -727,7 +742,7 @@ seconds), last_rotation and next_rotation (the root credential);
 api_key_last4, app_key_last4 and access_token_last4 (api_key, app_key and
 access_token are write-only: reads return only their last four characters);
 allowed_scopes, and request_timeout, tidy_interval and watch_interval in
-seconds.
+seconds; audit_events, audit_events_sent and audit_events_failed.
 
 watch_interval (default 5m, at least 1m, 0 turns it off) is how often the
 engine reads its leases' credentials from Datadog: one Datadog flagged as

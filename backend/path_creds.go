@@ -88,7 +88,8 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 	defer cancel()
 	now := time.Now()
 	rec := &credentialRecord{ID: newRecordID(), Role: roleName, CreatedAt: now.UTC(),
-		RequestEnds: now.Add(cfg.credsBudget() + cfg.cleanupBudget() + requestEndMargin).UTC()}
+		RequestEnds: now.Add(cfg.credsBudget() + cfg.cleanupBudget() + requestEndMargin).UTC(),
+		DisplayName: req.DisplayName, EntityID: req.EntityID}
 	name, err := credentialName(role.nameTemplate(), nameData{RoleName: roleName, DisplayName: req.DisplayName, EntityID: req.EntityID}, b.marker+rec.ID)
 	if err != nil {
 		return nil, fmt.Errorf("error generating the credential name from role %q's name_template: %w", roleName, err)
@@ -143,6 +144,9 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 		"objects":    rec.Objects,
 		"binding":    asked.binding(role.bindingFor(rec.Objects[0].Owner)),
 		"lease_ends": rec.LeaseEnds.Format(time.RFC3339Nano),
+		// For the audit events of its renewals and revocation.
+		"display_name": req.DisplayName,
+		"entity_id":    req.EntityID,
 	}
 	if asked.ttl > 0 {
 		internal["ttl"] = int64(asked.ttl.Seconds())
@@ -150,6 +154,7 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 	resp = b.Secret(secretType(kind.name)).Response(data, internal)
 	resp.Secret.TTL = leaseTTL(role, asked.ttl)
 	resp.Secret.MaxTTL = b.leaseMaxTTL(role, rec.Objects, now)
+	b.auditIssued(ctx, req, rec, kind, asked.scopes, resp.Secret)
 	return resp, nil
 }
 

@@ -45,6 +45,9 @@ type credentialRecord struct {
 	// Killed is set when the engine deleted the credential before its
 	// lease ended (leaked, idle): its renewals are refused.
 	Killed *killed `json:"killed,omitempty"`
+	// Who asked for it: the Vault display name and entity of the request.
+	DisplayName string `json:"display_name,omitempty"`
+	EntityID    string `json:"entity_id,omitempty"`
 }
 
 // newRecordID returns 16 random characters of lowercase base32 (80 bits):

@@ -300,7 +300,7 @@ func (b *datadogBackend) watchRecord(ctx context.Context, s logical.Storage, ses
 		return
 	}
 	if rec.Killed != nil { // its deletion failed in an earlier run
-		if err := b.kill(ctx, s, sess, rec, rec.Killed); err != nil {
+		if err := b.kill(ctx, s, sess, rec, rec.Killed, auditDetailsOfRecord(rec)); err != nil {
 			status.fail(err)
 		}
 		return
@@ -348,7 +348,7 @@ func (b *datadogBackend) watchRecord(ctx context.Context, s logical.Storage, ses
 		status.Idle++
 	}
 	status.mu.Unlock()
-	if err := b.kill(ctx, s, sess, rec, verdict); err != nil {
+	if err := b.kill(ctx, s, sess, rec, verdict, auditDetailsOfRecord(rec)); err != nil {
 		status.fail(err)
 	}
 }
@@ -357,8 +357,9 @@ func (b *datadogBackend) watchRecord(ctx context.Context, s logical.Storage, ses
 // record is marked first, so that renewals are refused from then on even
 // if Datadog fails the deletion, and again once it succeeded. A record
 // gone meanwhile belongs to a lease just revoked: its objects are deleted
-// anyway (what is gone counts as deleted).
-func (b *datadogBackend) kill(ctx context.Context, s logical.Storage, sess *session, rec *credentialRecord, verdict *killed) error {
+// anyway (what is gone counts as deleted). Once the credential is gone,
+// the kill is reported to the issuance trail with what trail says of it.
+func (b *datadogBackend) kill(ctx context.Context, s logical.Storage, sess *session, rec *credentialRecord, verdict *killed, trail auditDetails) error {
 	if err := b.markKilled(ctx, s, rec.ID, verdict); err != nil {
 		return fmt.Errorf("error marking the record %s of role %q: %w", rec.ID, rec.Role, err)
 	}
@@ -369,6 +370,12 @@ func (b *datadogBackend) kill(ctx context.Context, s logical.Storage, sess *sess
 	}
 	verdict.Deleted = true
 	b.Logger().Warn("deleted a credential in Datadog before its lease ended: renewals of its lease are refused", args...)
+	trail.Reason = verdict.Reason
+	event := auditLeak
+	if verdict.Cause == causeIdle {
+		event = auditIdle
+	}
+	b.auditEvent(ctx, s, event, trail)
 	return b.markKilled(ctx, s, rec.ID, verdict)
 }
 
@@ -414,7 +421,7 @@ func (b *datadogBackend) checkOnRenew(ctx context.Context, req *logical.Request,
 	id, _ := req.Secret.InternalData["record"].(string)
 	roleName, _ := req.Secret.InternalData["role"].(string)
 	rec := &credentialRecord{ID: id, Role: roleName, Objects: objects}
-	if err := b.kill(ctx, req.Storage, sess, rec, verdict); err != nil {
+	if err := b.kill(ctx, req.Storage, sess, rec, verdict, auditDetailsOfLease(req.Secret)); err != nil {
 		return renewRefused("%s (deleting it failed: %v; the engine retries)", verdict.refusal(), err)
 	}
 	return renewRefused("%s", verdict.refusal())

@@ -28,6 +28,7 @@ const adminPrefix = "/_emulator/"
 //	POST   /_emulator/faults              Fault; answers 201 with its id
 //	DELETE /_emulator/faults              removes them all
 //	DELETE /_emulator/faults/{id}
+//	GET    /_emulator/events              {"events":[Event...]}, oldest first
 //	GET    /_emulator/org                 {"one_time_read":true}
 //	PATCH  /_emulator/org                 {"one_time_read":false}: the organisation's settings
 func (e *Emulator) serveAdmin(r *http.Request) response {
@@ -76,6 +77,8 @@ func (e *Emulator) serveAdmin(r *http.Request) response {
 			return noContent
 		}
 		return ok(l)
+	case "GET events":
+		return ok(map[string]any{"events": e.Events()})
 	case "GET org":
 		return e.orgSettings()
 	case "PATCH org":

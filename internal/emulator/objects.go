@@ -40,6 +40,9 @@ type org struct {
 	ClockAdvance time.Duration `json:"clock_advance"`
 	// OneTimeReadOff: application keys stay readable (see Options).
 	OneTimeReadOff bool `json:"one_time_read_off,omitempty"`
+	// Events posted (POST /api/v1/events), oldest first, and their id counter.
+	Events   []Event `json:"events,omitempty"`
+	EventSeq int64   `json:"event_seq,omitempty"`
 }
 
 type user struct {

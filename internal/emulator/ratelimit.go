@@ -21,7 +21,7 @@ type RateLimit struct {
 // rateLimitGroups are the endpoint groups that share a budget, named as in
 // Datadog's X-RateLimit-Name.
 var rateLimitGroups = []string{
-	"access_tokens", "api_keys", "application_keys", "dashboards", "monitors", "roles", "users", "validate",
+	"access_tokens", "api_keys", "application_keys", "dashboards", "events", "monitors", "roles", "users", "validate",
 }
 
 // RateLimitGroups lists the groups rate limits can be set for.

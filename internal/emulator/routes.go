@@ -66,6 +66,8 @@ func (e *Emulator) buildRoutes() []route {
 			return ok(map[string]any{"data": objects})
 		}),
 
+		{method: post, path: "/api/v1/events", group: "events", apiKeyOnly: true, handle: e.createEvent},
+
 		// Scope-guarded reads of an org with no dashboards and no monitors.
 		op(get, "/api/v1/dashboard", "dashboards", func(*request) response { return ok(map[string]any{"dashboards": []any{}}) }),
 		op(get, "/api/v1/monitor", "monitors", func(*request) response { return ok([]any{}) }),
