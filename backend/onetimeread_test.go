@@ -120,8 +120,8 @@ type oneTimeReadRun struct {
 	answerFields [][]string      // the fields of each Vault answer, in order
 }
 
-// runEngineFlows drives config, creds of three kinds with renewals and
-// revocations, and a rotation of the root key, against an organisation in
+// runEngineFlows drives config, creds of three kinds with renewals, watch
+// runs and revocations, and a rotation of the root key, against an organisation in
 // One-Time Read mode or not.
 func runEngineFlows(t *testing.T, oneTimeRead bool) oneTimeReadRun {
 	env := newTestEnv(t)
@@ -155,6 +155,9 @@ func runEngineFlows(t *testing.T, oneTimeRead bool) oneTimeReadRun {
 		renewed, err := env.renew(t, resp)
 		if err != nil || renewed.IsError() {
 			t.Fatalf("renewing creds/%s: %v %v", role, err, renewed)
+		}
+		if status := env.watchNow(t); status["checked"] != 1 || status["failed"] != 0 {
+			t.Fatalf("watch run over creds/%s: %v", role, status)
 		}
 		if _, err := env.revoke(t, resp); err != nil {
 			t.Fatalf("revoking creds/%s: %v", role, err)
