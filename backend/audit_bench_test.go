@@ -43,15 +43,7 @@ func BenchmarkCredsReadAuditEvents(b *testing.B) {
 				b.Fatal(err)
 			}
 			be.reset()
-			b.ReportAllocs()
-			for b.Loop() {
-				resp, err := be.HandleRequest(context.Background(), &logical.Request{
-					Operation: logical.ReadOperation, Path: "creds/" + role, Storage: storage, DisplayName: "token-ci-job",
-				})
-				if err != nil || resp.IsError() {
-					b.Fatalf("creds/%s: %v %v", role, err, resp)
-				}
-			}
+			loopCredsRead(b, be, storage, role)
 			b.StopTimer()
 			be.trail.close()
 			if sent, failed := be.trail.counts(); sent+failed == 0 || failed > 0 && sent == 0 {
