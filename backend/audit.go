@@ -99,23 +99,31 @@ func auditDetailsOfRecord(rec *credentialRecord) auditDetails {
 // on. It returns at once: the event is posted in the background, and a
 // failure to post it is logged and counted, never returned.
 func (b *datadogBackend) auditEvent(ctx context.Context, s logical.Storage, kind string, d auditDetails) {
-	sess, err := b.session(ctx, s)
-	if err != nil || sess == nil || !sess.cfg.AuditEvents {
-		return
+	if sess := b.auditSession(ctx, s); sess != nil {
+		b.postAudit(sess, kind, d)
 	}
-	b.trail.post(b.Logger(), auditJob{client: sess.client, kind: kind, details: d, at: time.Now()})
 }
 
-// auditing reports whether config's audit_events is on, so that callers
-// gather an event's details only then.
-func (b *datadogBackend) auditing(ctx context.Context, s logical.Storage) bool {
+// auditSession is the session events are posted with, or nil while
+// config's audit_events is off: callers gather an event's details only
+// when there is one.
+func (b *datadogBackend) auditSession(ctx context.Context, s logical.Storage) *session {
 	sess, err := b.session(ctx, s)
-	return err == nil && sess != nil && sess.cfg.AuditEvents
+	if err != nil || sess == nil || !sess.cfg.AuditEvents {
+		return nil
+	}
+	return sess
+}
+
+// postAudit queues an event for the background workers.
+func (b *datadogBackend) postAudit(sess *session, kind string, d auditDetails) {
+	b.trail.post(b.Logger(), auditJob{client: sess.client, kind: kind, details: d, at: time.Now()})
 }
 
 // auditIssued reports a credential just issued, with its lease's expiry.
 func (b *datadogBackend) auditIssued(ctx context.Context, req *logical.Request, rec *credentialRecord, kind credentialKind, scopes []string, lease *logical.Secret) {
-	if !b.auditing(ctx, req.Storage) {
+	sess := b.auditSession(ctx, req.Storage)
+	if sess == nil {
 		return
 	}
 	d := auditDetails{Role: rec.Role, CredentialType: kind.name, DisplayName: req.DisplayName, EntityID: req.EntityID,
@@ -126,13 +134,14 @@ func (b *datadogBackend) auditIssued(ctx context.Context, req *logical.Request, 
 	if ttl, _, err := framework.CalculateTTL(b.System(), 0, lease.TTL, 0, lease.MaxTTL, 0, time.Time{}); err == nil {
 		d.LeaseExpires = time.Now().Add(ttl)
 	}
-	b.auditEvent(ctx, req.Storage, auditIssue, d)
+	b.postAudit(sess, auditIssue, d)
 }
 
 // auditRenewed reports a renewal, with the expiry Vault gives the lease:
 // the increment asked for, or the lease's ttl, within its max TTL.
 func (b *datadogBackend) auditRenewed(ctx context.Context, req *logical.Request, lease *logical.Secret) {
-	if !b.auditing(ctx, req.Storage) {
+	sess := b.auditSession(ctx, req.Storage)
+	if sess == nil {
 		return
 	}
 	d := auditDetailsOfLease(req.Secret)
@@ -143,22 +152,13 @@ func (b *datadogBackend) auditRenewed(ctx context.Context, req *logical.Request,
 	if !req.Secret.IssueTime.IsZero() {
 		d.LeaseMaxEnds = b.maxLeaseEnd(req.Secret.IssueTime, lease.MaxTTL)
 	}
-	b.auditEvent(ctx, req.Storage, auditRenew, d)
-}
-
-// maxLeaseEnd is the latest a lease issued at issued with maxTTL can end:
-// Vault holds it to the mount's max lease TTL.
-func (b *datadogBackend) maxLeaseEnd(issued time.Time, maxTTL time.Duration) time.Time {
-	mount := b.System().MaxLeaseTTL()
-	if maxTTL <= 0 || maxTTL > mount {
-		maxTTL = mount
-	}
-	return issued.Add(maxTTL)
+	b.postAudit(sess, auditRenew, d)
 }
 
 // auditRevoked reports a lease whose keys are deleted: revoked or expired.
 func (b *datadogBackend) auditRevoked(ctx context.Context, req *logical.Request) {
-	if !b.auditing(ctx, req.Storage) {
+	sess := b.auditSession(ctx, req.Storage)
+	if sess == nil {
 		return
 	}
 	d := auditDetailsOfLease(req.Secret)
@@ -166,7 +166,7 @@ func (b *datadogBackend) auditRevoked(ctx context.Context, req *logical.Request)
 	if !req.Secret.IssueTime.IsZero() {
 		d.LeaseMaxEnds = b.maxLeaseEnd(req.Secret.IssueTime, req.Secret.MaxTTL)
 	}
-	b.auditEvent(ctx, req.Storage, auditRevoke, d)
+	b.postAudit(sess, auditRevoke, d)
 }
 
 // auditEventBody is one event as the engine posts it.
@@ -405,17 +405,13 @@ func (c *datadogClient) SendEvent(ctx context.Context, e auditEventBody) error {
 
 // withAuditConfig adds the trail's field to config's.
 func withAuditConfig(fields map[string]*framework.FieldSchema) map[string]*framework.FieldSchema {
-	fields["audit_events"] = auditConfigField()
-	return fields
-}
-
-func auditConfigField() *framework.FieldSchema {
-	return &framework.FieldSchema{
+	fields["audit_events"] = &framework.FieldSchema{
 		Type: framework.TypeBool,
 		Description: "Post a Datadog event (POST /api/v1/events) for every credential issued, renewed or deleted " +
 			"(revoked, expired, leaked or idle), naming the role, the Vault display name and entity, the Datadog key's " +
 			"id and name, the lease's expiry and the reason; never a secret. Needs api_key. Off by default.",
 	}
+	return fields
 }
 
 // auditConfigRead is what config read shows of the trail.

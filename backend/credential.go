@@ -341,11 +341,17 @@ func renewRefused(format string, args ...interface{}) error {
 // which Vault caps at the mount's max lease TTL, plus a few seconds for
 // Vault to register the lease (its issue time comes after ours).
 func (b *datadogBackend) leaseEnds(role *datadogRole, objects []datadogObject, issued time.Time) time.Time {
-	maxTTL := b.leaseMaxTTL(role, objects, issued)
-	if mount := b.System().MaxLeaseTTL(); maxTTL == 0 || maxTTL > mount {
+	return b.maxLeaseEnd(issued, b.leaseMaxTTL(role, objects, issued)).Add(leaseRegistrationGrace)
+}
+
+// maxLeaseEnd is the latest a lease issued at issued with maxTTL can end:
+// Vault holds it to the mount's max lease TTL (and uses that when maxTTL
+// is 0).
+func (b *datadogBackend) maxLeaseEnd(issued time.Time, maxTTL time.Duration) time.Time {
+	if mount := b.System().MaxLeaseTTL(); maxTTL <= 0 || maxTTL > mount {
 		maxTTL = mount
 	}
-	return issued.Add(maxTTL + leaseRegistrationGrace)
+	return issued.Add(maxTTL)
 }
 
 // leaseRegistrationGrace covers the time between the engine's answer and

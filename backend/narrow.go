@@ -62,13 +62,7 @@ func (b *datadogBackend) narrow(ctx context.Context, s logical.Storage, d *frame
 		case len(asked) == 0:
 			return out, "scopes is empty: name the scopes the credential needs, or leave scopes out to get the role's", nil
 		case len(role.Scopes) > 0:
-			var extra []string
-			for _, scope := range asked {
-				if !slices.Contains(role.Scopes, scope) {
-					extra = append(extra, scope)
-				}
-			}
-			if len(extra) > 0 {
+			if extra := notCovered(asked, role.Scopes); len(extra) > 0 {
 				what := "scopes " + strings.Join(extra, ", ") + " are"
 				if len(extra) == 1 {
 					what = "scope " + extra[0] + " is"

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -67,18 +66,14 @@ func (d *datadog) waitEvents(t *testing.T, n int) []emulator.Event {
 }
 
 // configCount reads a count config read shows.
-func configCount(t *testing.T, client *api.Client, mount, field string) int64 {
+func configCount(t *testing.T, client *api.Client, mount, field string) int {
 	t.Helper()
 	cfg, err := client.Logical().Read(mount + "/config")
 	if err != nil || cfg == nil {
 		noteError(err)
 		t.Fatalf("reading %s/config: %v", mount, err)
 	}
-	n, err := cfg.Data[field].(json.Number).Int64()
-	if err != nil {
-		t.Fatalf("config read has no number %s: %v", field, cfg.Data[field])
-	}
-	return n
+	return jsonInt(t, cfg.Data[field])
 }
 
 // TestAuditEvents turns audit_events on and follows one credential: its
