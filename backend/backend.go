@@ -48,6 +48,9 @@ type datadogBackend struct {
 	// for the roles that spread them over several (pool.go).
 	ownerKeys ownerIndex
 
+	// sharedKeys is which lease holds which shared API key (shared_api_key.go).
+	sharedKeys sharedKeyIndex
+
 	// issuedRecords caches the ids of records known to belong to a lease,
 	// so that the rollback reads each such record once, not every minute.
 	issuedRecords sync.Map
@@ -89,8 +92,8 @@ func newBackend() *datadogBackend {
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
-			SealWrapStorage: []string{configPath},
-			LocalStorage:    []string{recordPrefix, tidyStatusPath, framework.WALPrefix},
+			SealWrapStorage: []string{configPath, sharedSecretPrefix},
+			LocalStorage:    []string{recordPrefix, sharedSecretPrefix, tidyStatusPath, framework.WALPrefix},
 		},
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b), pathConfigRotateRoot(b)},

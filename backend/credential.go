@@ -119,12 +119,20 @@ func describeKind(kind string) string {
 	return strings.ReplaceAll(strings.Replace(kind, "api_key", "API key", 1), "_", " ")
 }
 
+// decodeObjects returns the Datadog objects the lease owns: none for an
+// api_key lease that holds its role's shared API key.
 func decodeObjects(secret *logical.Secret) ([]datadogObject, error) {
 	var objects []datadogObject
-	if err := mapToStruct(secret.InternalData["objects"], &objects); err != nil || len(objects) == 0 {
+	if err := mapToStruct(secret.InternalData["objects"], &objects); err != nil || len(objects) == 0 && sharedKeyID(secret) == "" {
 		return nil, errors.New("the lease does not record which Datadog keys it owns")
 	}
 	return objects, nil
+}
+
+// sharedKeyID is the record of the shared API key the lease holds, or "".
+func sharedKeyID(secret *logical.Secret) string {
+	id, _ := secret.InternalData["shared_api_key"].(string)
+	return id
 }
 
 // mapToStruct decodes what Vault hands back from storage (JSON decoded into
@@ -200,8 +208,10 @@ func (b *datadogBackend) revokeCredential(ctx context.Context, req *logical.Requ
 	}
 	id, _ := req.Secret.InternalData["record"].(string)
 	if id != "" {
+		// Lets go of a shared API key too, deleting it when no other
+		// lease holds it.
 		if err := b.deleteRecord(ctx, req.Storage, id); err != nil {
-			return nil, fmt.Errorf("the Datadog keys are deleted, but not the engine's record of them: %w", err)
+			return nil, fmt.Errorf("the lease's own Datadog keys are deleted, but not the engine's record of them: %w", err)
 		}
 	}
 	b.Logger().Debug("revoked Datadog credentials", "record", id, "objects", describeObjects(objects))
@@ -246,8 +256,19 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 			return nil, renewRefused("the credential's %s", msg)
 		}
 	}
-	states := make([]objectState, len(objects))
-	for i, o := range objects {
+	checked := objects // and the shared API key the lease holds
+	if id := sharedKeyID(req.Secret); id != "" {
+		k, err := b.sharedKeyOf(ctx, req.Storage, id)
+		if err != nil {
+			return nil, err
+		}
+		if k == nil {
+			return nil, renewRefused("the role's shared API key this lease holds was deleted; request new credentials")
+		}
+		checked = append(slices.Clone(objects), k.object())
+	}
+	states := make([]objectState, len(checked))
+	for i, o := range checked {
 		if err := sess.cfg.reaches(o); err != nil {
 			return nil, renewRefused("%s", err)
 		}
@@ -260,8 +281,9 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 		}
 		states[i] = state
 	}
-	// A leaked or idle credential dies now rather than living on.
-	if err := b.checkOnRenew(ctx, req, sess, role, objects, states); err != nil {
+	// A leaked or idle credential dies now rather than living on. A shared
+	// API key is judged on its own by the watch: other leases hold it.
+	if err := b.checkOnRenew(ctx, req, sess, role, objects, states[:len(objects)]); err != nil {
 		return nil, err
 	}
 

@@ -15,7 +15,7 @@ import (
 func TestCleanupByNameSparesOtherLeasesKeys(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
-	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "name_template": "vault-{{ .RoleName }}"})
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "name_template": "vault-{{ .RoleName }}", "api_key_mode": "dynamic"})
 	first := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
 
 	// The second request's API key is created, but its answer is lost.

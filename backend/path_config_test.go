@@ -237,7 +237,7 @@ func TestConfigNewOwnerThatCannotReachOldKeysIsRefused(t *testing.T) {
 func TestConfigNewOwnerWithoutTheDeletePermissionIsRefused(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
-	env.writeRole(t, "agent", map[string]interface{}{"credential_type": "api_key"})
+	env.writeRole(t, "agent", map[string]interface{}{"credential_type": "api_key", "api_key_mode": "dynamic"})
 	env.mustDo(t, logical.ReadOperation, "creds/agent", nil)
 
 	standardKey := env.serviceAccountAppKey(t, env.createServiceAccountWithRole(t, "Datadog Standard Role"))

@@ -107,16 +107,49 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 		main.ExpiresAt = &expiresAt
 	}
 	rec.Objects = []datadogObject{main}
-	if kind.withAPIKey && role.APIKeyMode == apiKeyModeDynamic {
+	switch {
+	case role.sharesAPIKey() && kind.name == kindAPIKey:
+		rec.Objects = nil // the lease's credential is the role's shared API key
+	case kind.withAPIKey && role.ownsAPIKey():
 		rec.Objects = append(rec.Objects, datadogObject{Kind: kindAPIKey, Name: name, Owner: cfg.OwnerID, Home: cfg.home()})
 	}
+	if role.ownsAPIKey() {
+		if resp, err := b.checkAPIKeyRoom(ctx, sess, roleName); resp != nil || err != nil {
+			return resp, err
+		}
+	}
+	var shared *sharedKey
+	if role.sharesAPIKey() {
+		var resp *logical.Response
+		if shared, resp, err = b.acquireSharedKey(ctx, req.Storage, sess, roleName, role, rec.ID); resp != nil || err != nil {
+			return resp, err
+		}
+		rec.SharedAPIKey = shared.rec.ID
+	}
 	rec.LeaseEnds = b.leaseEnds(role, rec.Objects, now).UTC()
+	if shared != nil && rec.LeaseEnds.After(shared.rec.LeaseEnds) {
+		rec.LeaseEnds = shared.rec.LeaseEnds // no lease outlives its key
+	}
 
 	secrets, resp, err := b.createForOwner(ctx, req.Storage, sess, role, rec, asked.scopes)
 	if resp != nil || err != nil {
+		if shared != nil {
+			// Whatever the failed request left, it holds no key: let go,
+			// deleting the key when no lease holds it.
+			cleanupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.cleanupBudget())
+			defer cancel()
+			if rerr := b.releaseSharedKey(cleanupCtx, req.Storage, rec.ID); rerr != nil {
+				b.Logger().Warn("a failed creds request could not let go of its role's shared API key; the sweep deletes it once no lease holds it",
+					"record", rec.ID, "role", roleName, "error", rerr)
+			}
+		}
 		return resp, err
 	}
 
+	owner := main.Owner // a pool's request took the service account it created the key for
+	if len(rec.Objects) > 0 {
+		owner = rec.Objects[0].Owner
+	}
 	data := map[string]interface{}{
 		"name":    name,
 		"site":    cfg.Site,
@@ -133,16 +166,19 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 		data["scopes"] = asked.scopes
 	}
 	if kind.serviceAccount {
-		data["service_account_id"] = rec.Objects[0].Owner
+		data["service_account_id"] = owner
 	}
 	if kind.withAPIKey && role.APIKeyMode == apiKeyModeStatic {
 		data["api_key"] = cfg.APIKey
+	}
+	if shared != nil {
+		data["api_key"], data["api_key_id"] = shared.secret, shared.object().ID
 	}
 	internal := map[string]interface{}{
 		"role":       roleName,
 		"record":     rec.ID,
 		"objects":    rec.Objects,
-		"binding":    asked.binding(role.bindingFor(rec.Objects[0].Owner)),
+		"binding":    asked.binding(role.bindingFor(owner)),
 		"lease_ends": rec.LeaseEnds.Format(time.RFC3339Nano),
 		// For the audit events of its renewals and revocation.
 		"display_name": req.DisplayName,
@@ -151,9 +187,19 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 	if asked.ttl > 0 {
 		internal["ttl"] = int64(asked.ttl.Seconds())
 	}
+	if shared != nil {
+		internal["shared_api_key"] = shared.rec.ID
+	}
 	resp = b.Secret(secretType(kind.name)).Response(data, internal)
 	resp.Secret.TTL = leaseTTL(role, asked.ttl)
 	resp.Secret.MaxTTL = b.leaseMaxTTL(role, rec.Objects, now)
+	if shared != nil {
+		// The lease ends by its shared key's end (its window's end plus
+		// the role's max TTL).
+		if untilKeyEnds := rec.LeaseEnds.Add(-leaseRegistrationGrace).Sub(now); resp.Secret.MaxTTL == 0 || resp.Secret.MaxTTL > untilKeyEnds {
+			resp.Secret.MaxTTL = untilKeyEnds
+		}
+	}
 	b.auditIssued(ctx, req, rec, kind, asked.scopes, resp.Secret)
 	return resp, nil
 }
@@ -276,6 +322,10 @@ func (b *datadogBackend) createObject(ctx context.Context, client datadogAPI, o 
 func createFailed(kind string, err error) (*logical.Response, error) {
 	switch httpStatus(err) {
 	case http.StatusBadRequest:
+		if kind == kindAPIKey {
+			return logical.ErrorResponse("Datadog refused to create the API key (%v); an organisation holds at most as many API keys as its cap "+
+				"(meta.max_allowed of GET /api/v2/api_keys, 50 by default): use api_key_mode shared, revoke unused leases, or delete unused API keys", err), nil
+		}
 		if limitReached(err) {
 			return logical.ErrorResponse("Datadog refused to create the %s: its owner has reached Datadog's limit of 1000 application keys per user "+
 				"(meta.max_allowed_per_user); revoke unused leases or delete unused keys of that owner (%v)", describeKind(kind), err), nil

@@ -78,7 +78,7 @@ func (env *testEnv) renew(t *testing.T, resp *logical.Response) (*logical.Respon
 func TestCredsIssueUseRevoke(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
-	env.writeRole(t, "agent-role", map[string]interface{}{"scopes": "dashboards_read", "ttl": "15m", "max_ttl": "1h"})
+	env.writeRole(t, "agent-role", map[string]interface{}{"scopes": "dashboards_read", "ttl": "15m", "max_ttl": "1h", "api_key_mode": "dynamic"})
 
 	resp := env.mustDo(t, logical.ReadOperation, "creds/agent-role", nil)
 	if resp.Secret == nil || resp.Secret.TTL != 15*time.Minute || resp.Secret.MaxTTL != time.Hour {
@@ -307,7 +307,7 @@ func TestCredsFailureLeavesNoKeyBehind(t *testing.T) {
 func TestCredsRollbackDeletesWhatCleanupCouldNot(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
-	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "dynamic"})
 	fault := &faultyClient{
 		createFails: map[string]error{kindAPIKey: &apiError{Op: "API key creation", Status: http.StatusServiceUnavailable}},
 		commitFirst: true,

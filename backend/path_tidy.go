@@ -283,6 +283,11 @@ func (b *datadogBackend) tidyRun(ctx context.Context, s logical.Storage, sess *s
 		if !rec.Issued || !ended && (time.Since(rec.CreatedAt) < status.Buffer || rec.Killed != nil) {
 			continue
 		}
+		// A lease that holds a shared API key accounts for it until it ends,
+		// whatever became of its own keys.
+		if rec.SharedAPIKey != "" && !ended {
+			continue
+		}
 		gone := true
 		for _, o := range rec.Objects {
 			if listed[o.Kind+"/"+o.ID] || sess.cfg.reaches(o) != nil {

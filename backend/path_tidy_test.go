@@ -48,7 +48,7 @@ func (env *testEnv) createKeyNamed(t *testing.T, name string) string {
 func TestTidyDeletesWhatNoLeaseAccountsFor(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
-	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "dynamic"})
 	live := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
 	lost := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
 
@@ -103,7 +103,7 @@ func TestTidyDeletesWhatNoLeaseAccountsFor(t *testing.T) {
 func TestTidyDropsRecordsOfKeysDeletedOutsideVault(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
-	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "dynamic"})
 	creds := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
 	for _, k := range env.issuedKeys() {
 		env.emu.DeleteKey(k.ID)

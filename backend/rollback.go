@@ -48,6 +48,11 @@ type credentialRecord struct {
 	// Who asked for it: the Vault display name and entity of the request.
 	DisplayName string `json:"display_name,omitempty"`
 	EntityID    string `json:"entity_id,omitempty"`
+	// SharedAPIKey is the record of the role's shared API key the lease
+	// holds (api_key_mode shared); Shared marks that record itself
+	// (shared_api_key.go).
+	SharedAPIKey string        `json:"shared_api_key,omitempty"`
+	Shared       *sharedWindow `json:"shared,omitempty"`
 }
 
 // newRecordID returns 16 random characters of lowercase base32 (80 bits):
@@ -76,7 +81,13 @@ func getRecord(ctx context.Context, s logical.Storage, id string) (*credentialRe
 	return rec, nil
 }
 
+// deleteRecord removes a record whose own objects are gone. A lease that
+// held a shared API key lets go of it first (deleting it when it was the
+// last holder); a shared key's record takes its stored secret with it.
 func (b *datadogBackend) deleteRecord(ctx context.Context, s logical.Storage, id string) error {
+	if err := b.releaseSharedKey(ctx, s, id); err != nil {
+		return err
+	}
 	b.issuedRecords.Delete(id)
 	lock := b.recordLock(id)
 	lock.Lock()
@@ -85,7 +96,7 @@ func (b *datadogBackend) deleteRecord(ctx context.Context, s logical.Storage, id
 		return err
 	}
 	b.ownerKeys.forget(id)
-	return nil
+	return b.forgetSharedKey(ctx, s, id)
 }
 
 // records reads every record, for the rare operations that need them all.
@@ -119,8 +130,8 @@ func (b *datadogBackend) periodicFunc(ctx context.Context, req *logical.Request)
 	}
 	_, immediate := req.Data["immediate"]
 	immediate = immediate || b.System().Tainted()
-	return errors.Join(b.rollback(ctx, req, immediate), b.rollbackRotations(ctx, req, immediate), b.periodicRotation(ctx, req.Storage), b.periodicTidy(ctx, req.Storage),
-		b.periodicWatch(ctx, req.Storage))
+	return errors.Join(b.rollback(ctx, req, immediate), b.sweepSharedKeys(ctx, req.Storage, immediate), b.rollbackRotations(ctx, req, immediate),
+		b.periodicRotation(ctx, req.Storage), b.periodicTidy(ctx, req.Storage), b.periodicWatch(ctx, req.Storage))
 }
 
 // rollback replays the WAL entries of creds requests that did not issue a
