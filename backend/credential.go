@@ -265,6 +265,11 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 		if k == nil {
 			return nil, renewRefused("the role's shared API key this lease holds was deleted; request new credentials")
 		}
+		if k.retired { // killed by the watch, perhaps: say why
+			if rec, err := getRecord(ctx, req.Storage, id); err == nil && rec != nil && rec.Killed != nil {
+				return nil, renewRefused("the role's shared API key this lease holds: %s", rec.Killed.refusal())
+			}
+		}
 		checked = append(slices.Clone(objects), k.object())
 	}
 	states := make([]objectState, len(checked))

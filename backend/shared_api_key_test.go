@@ -328,3 +328,40 @@ func TestAPIKeyRoleLeasesShareTheKey(t *testing.T) {
 		t.Errorf("%d keys left: %v", len(keys), keys)
 	}
 }
+
+// A leaked shared API key dies at once, though leases hold it: their
+// renewals are refused saying why, and new leases get a new key.
+func TestLeakedSharedAPIKeyIsKilled(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
+	a := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
+	b := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
+	env.emu.MarkLeaked(a.Data["api_key_id"].(string), "github")
+
+	if status := env.watchNow(t); status["leaked"] != 1 || status["checked"] != 2 || status["failed"] != 0 {
+		t.Fatalf("watch status: %v; want the 2 leases checked, the shared key killed", status)
+	}
+	if env.statusWith(t, "/api/v1/validate", a.Data["api_key"].(string), "") != http.StatusForbidden {
+		t.Fatal("the leaked shared key still works")
+	}
+	for _, l := range []*logical.Response{a, b} {
+		renewed, err := env.renew(t, l)
+		wantUserError(t, renewed, err, "shared API key", "leaked")
+	}
+	next := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
+	if next.Data["api_key_id"] == a.Data["api_key_id"] || !env.keysWork(t, next.Data["api_key"].(string), next.Data["application_key"].(string)) {
+		t.Fatal("a lease issued after the kill did not get a new, working key")
+	}
+	for _, l := range []*logical.Response{a, b, next} {
+		if _, err := env.revoke(t, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if keys := env.issuedKeys(); len(keys) != 0 {
+		t.Errorf("%d keys left: %v", len(keys), keys)
+	}
+	if ids := env.walIDs(t); len(ids) != 0 {
+		t.Errorf("records left: %v", ids)
+	}
+}
