@@ -60,6 +60,11 @@ type Options struct {
 	// secret on GET and PATCH too, not only on create. A loaded state file
 	// keeps its own setting; SetOneTimeRead changes it.
 	OneTimeReadOff bool
+	// PeopleAPIKeys is how many API keys people of a new organisation made
+	// before the engine came, besides the seeded one: named like "Datadog
+	// Agent – prod", created by the seeded user. 3 when 0; none when
+	// negative. A loaded state file keeps its own keys.
+	PeopleAPIKeys int
 }
 
 // Key describes a live API key, application key or access token, without
@@ -108,7 +113,8 @@ type Emulator struct {
 }
 
 // New returns an emulator seeded with one admin user, an API key and an
-// unscoped application key of that user. With Options.StateFile it loads
+// unscoped application key of that user, and the API keys people made
+// (Options.PeopleAPIKeys). With Options.StateFile it loads
 // the organisation from that file, and panics if it cannot: use Open to
 // handle the error.
 func New(opts Options) *Emulator {
@@ -155,7 +161,8 @@ func Open(opts Options) (*Emulator, error) {
 	return e, nil
 }
 
-// seed creates the organisation: its roles, the admin user and its keys.
+// seed creates the organisation: its roles, the admin user, its keys, and
+// the API keys people made.
 func (e *Emulator) seed(opts Options) {
 	created := e.now()
 	e.org = &org{ID: newUUID(), Users: map[string]*user{}, Roles: map[string]*role{}, Keys: map[string]*storedKey{},
@@ -182,6 +189,11 @@ func (e *Emulator) seed(opts Options) {
 	e.insert(&storedKey{Key: Key{Kind: KindAPIKey, Name: "Seeded API key", OwnerID: admin.ID}, Secret: e.org.APIKey,
 		Category: "default", RemoteConfigReadEnabled: true})
 	e.insert(&storedKey{Key: Key{Kind: KindApplicationKey, Name: "Seeded application key", OwnerID: admin.ID}, Secret: e.org.AppKey})
+	// The Agent keys people made before the engine came.
+	for i := range peopleAPIKeys(opts) {
+		e.insert(&storedKey{Key: Key{Kind: KindAPIKey, Name: peopleAPIKeyName(i), OwnerID: admin.ID}, Secret: newAPIKeySecret(),
+			Category: "default", RemoteConfigReadEnabled: true})
+	}
 }
 
 // orDefault returns value, or fallback when value is empty.
