@@ -41,14 +41,8 @@ func TestSeededPeopleAPIKeys(t *testing.T) {
 		if !slices.Equal(names, tc.want) {
 			t.Errorf("PeopleAPIKeys %d: people's API keys %q, want %q", tc.people, names, tc.want)
 		}
-		apiKeys := 0
-		for _, k := range s.Keys() {
-			if k.Kind == emulator.KindAPIKey {
-				apiKeys++
-			}
-		}
-		if apiKeys != 1+len(tc.want) {
-			t.Errorf("PeopleAPIKeys %d: %d API keys, want %d", tc.people, apiKeys, 1+len(tc.want))
+		if s.APIKeyCount() != 1+len(tc.want) || s.APIKeyPeak() != 1+len(tc.want) {
+			t.Errorf("PeopleAPIKeys %d: APIKeyCount() %d, APIKeyPeak() %d; want %d", tc.people, s.APIKeyCount(), s.APIKeyPeak(), 1+len(tc.want))
 		}
 		// The engine's keys are told apart by their names.
 		for _, k := range s.Keys() {
