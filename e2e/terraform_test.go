@@ -568,8 +568,9 @@ func TestTerraformRoleFormsThatNeverConverge(t *testing.T) {
 			ignoreAbsent: false,
 			wantRead: map[string]any{
 				"credential_type": "application_key",
-				"api_key_mode":    "dynamic",
-				"allow_unscoped":  false,
+				"api_key_mode":     "shared",
+				"api_key_rotation": json.Number("86400"),
+				"allow_unscoped":   false,
 				"name_template":   "vault-{{ .RoleName | truncate 30 }}-{{ .DisplayName | truncate 30 }}-{{ unix_time }}",
 			},
 		},
