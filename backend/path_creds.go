@@ -126,9 +126,9 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 		}
 		rec.SharedAPIKey = shared.rec.ID
 	}
-	rec.LeaseEnds = b.leaseEnds(role, rec.Objects, now).UTC()
-	if shared != nil && rec.LeaseEnds.After(shared.rec.LeaseEnds) {
-		rec.LeaseEnds = shared.rec.LeaseEnds // no lease outlives its key
+	rec.terms = &leaseTerms{role: role, ttl: leaseTTL(role, asked.ttl)}
+	if shared != nil {
+		rec.terms.keyEnds = shared.rec.LeaseEnds // no lease outlives its key
 	}
 
 	secrets, resp, err := b.createForOwner(ctx, req.Storage, sess, role, rec, asked.scopes)
@@ -191,15 +191,7 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 		internal["shared_api_key"] = shared.rec.ID
 	}
 	resp = b.Secret(secretType(kind.name)).Response(data, internal)
-	resp.Secret.TTL = leaseTTL(role, asked.ttl)
-	resp.Secret.MaxTTL = b.leaseMaxTTL(role, rec.Objects, now)
-	if shared != nil {
-		// The lease ends by its shared key's end (its window's end plus
-		// the role's max TTL).
-		if untilKeyEnds := rec.LeaseEnds.Add(-leaseRegistrationGrace).Sub(now); resp.Secret.MaxTTL == 0 || resp.Secret.MaxTTL > untilKeyEnds {
-			resp.Secret.MaxTTL = untilKeyEnds
-		}
-	}
+	resp.Secret.TTL, resp.Secret.MaxTTL = rec.terms.ttl, rec.terms.maxTTL
 	b.auditIssued(ctx, req, rec, kind, asked.scopes, resp.Secret)
 	return resp, nil
 }
@@ -231,6 +223,7 @@ func (b *datadogBackend) createObjects(ctx context.Context, s logical.Storage, s
 	}
 
 	rec.Issued = true
+	b.settleLease(rec, time.Now())
 	if err := putRecord(ctx, s, rec); err != nil {
 		// The stored record still says the request is in flight, so the
 		// rollback will delete the keys; no lease may promise them.

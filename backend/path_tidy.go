@@ -262,12 +262,17 @@ func (b *datadogBackend) tidyRun(ctx context.Context, s logical.Storage, sess *s
 				continue // never another mount's, nor anything the engine did not name
 			}
 			listed[o.Kind+"/"+o.ID] = true
+			// Under the record's lock: a renewal moving the lease's expiry
+			// waits, and is refused once the expiry has passed.
+			lock := b.recordLock(recordID)
+			lock.Lock()
 			reason, err := b.tidyReason(ctx, s, recordID, status.Buffer)
+			if err == nil && reason != "" && b.tidyDelete(ctx, sess, status, o.datadogObject, reason) {
+				listed[o.Kind+"/"+o.ID] = false // its record, if any, may go below
+			}
+			lock.Unlock()
 			if err != nil {
 				return err
-			}
-			if reason != "" && b.tidyDelete(ctx, sess, status, o.datadogObject, reason) {
-				listed[o.Kind+"/"+o.ID] = false // its record, if any, may go below
 			}
 		}
 	}
@@ -277,7 +282,7 @@ func (b *datadogBackend) tidyRun(ctx context.Context, s logical.Storage, sess *s
 	// not proof (listings may lag behind creates: records younger than the
 	// buffer wait): each object is asked for by its id.
 	for _, rec := range before {
-		ended := time.Since(rec.LeaseEnds) > status.Buffer
+		ended := rec.ended(status.Buffer)
 		// A killed credential's record stays while its lease may live: its
 		// renewals say why they are refused.
 		if !rec.Issued || !ended && (time.Since(rec.CreatedAt) < status.Buffer || rec.Killed != nil) {
@@ -324,6 +329,8 @@ func (b *datadogBackend) tidyReason(ctx context.Context, s logical.Storage, reco
 		return "no lease or write-ahead log entry accounts for it", nil
 	case rec.Issued && !rec.LeaseEnds.IsZero() && time.Since(rec.LeaseEnds) > buffer:
 		return fmt.Sprintf("its lease ended at %s at the latest", rec.LeaseEnds.Format(time.RFC3339)), nil
+	case rec.Issued && rec.Expires != nil && time.Since(*rec.Expires) > buffer:
+		return fmt.Sprintf("its lease expired at %s, and was not renewed", rec.Expires.Format(time.RFC3339)), nil
 	}
 	return "", nil
 }

@@ -42,6 +42,13 @@ type credentialRecord struct {
 	// LeaseEnds is the latest its lease can end, renewals included: after
 	// it, tidy may delete what the lease still holds.
 	LeaseEnds time.Time `json:"lease_ends"`
+	// Expires is when the lease ends unless renewed: set at issue from the
+	// TTL the engine returns, moved by every renewal before it is answered.
+	// A lease Vault forgot (force-revoked, never stored) ends here, and
+	// tidy deletes its keys once it is past, not only at LeaseEnds.
+	Expires *time.Time `json:"expires,omitempty"`
+	// terms fix LeaseEnds and Expires once the keys exist (creds path).
+	terms *leaseTerms
 	// Killed is set when the engine deleted the credential before its
 	// lease ended (leaked, idle): its renewals are refused.
 	Killed *killed `json:"killed,omitempty"`
@@ -53,6 +60,12 @@ type credentialRecord struct {
 	// (shared_api_key.go).
 	SharedAPIKey string        `json:"shared_api_key,omitempty"`
 	Shared       *sharedWindow `json:"shared,omitempty"`
+}
+
+// ended reports whether the record's lease ended longer than buffer ago:
+// past its latest end, or past its expiry without a renewal.
+func (rec *credentialRecord) ended(buffer time.Duration) bool {
+	return time.Since(rec.LeaseEnds) > buffer || rec.Expires != nil && time.Since(*rec.Expires) > buffer
 }
 
 // newRecordID returns 16 random characters of lowercase base32 (80 bits):
