@@ -322,7 +322,11 @@ func (b *datadogBackend) cleanup(ctx context.Context) {
 		return
 	}
 	cfg, err := getConfig(ctx, b.storage)
-	if err != nil || !b.madeRoot(cfg) {
+	if err != nil || cfg == nil {
+		return
+	}
+	b.finalSweep(ctx, cfg)
+	if !b.madeRoot(cfg) {
 		return
 	}
 	if err := b.retireRoot(ctx, cfg); err != nil {

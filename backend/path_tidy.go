@@ -429,6 +429,70 @@ func (b *datadogBackend) tidyClasses(ctx context.Context, s logical.Storage, cfg
 	return classes, nil
 }
 
+// finalSweepTimeout bounds the sweep of a mount being disabled.
+const finalSweepTimeout = 5 * time.Minute
+
+// finalSweep runs when the mount is disabled, once Vault has revoked its
+// leases and before the engine lets go of its root key: every credential
+// that carries this mount's marker is then an orphan (a WAL entry whose
+// rollback failed, a create Datadog applied after the engine looked for
+// it), and the mount's storage, the last record naming it, is about to be
+// cleared. It deletes each one, those its records name by id as well as
+// those Datadog lists, and logs every one it could not delete.
+func (b *datadogBackend) finalSweep(ctx context.Context, cfg *datadogConfig) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalSweepTimeout)
+	defer cancel()
+	client, err := b.newClient(cfg, b.Logger())
+	if err != nil {
+		b.Logger().Error("the mount is disabled, but its Datadog credentials could not be swept", "error", err)
+		return
+	}
+	sess := &session{cfg: cfg, client: client}
+	recs, err := records(ctx, b.storage)
+	if err != nil {
+		b.Logger().Error("the mount is disabled, but its records could not be read for the final sweep", "error", err)
+	}
+	var left []datadogObject
+	for _, rec := range recs {
+		for _, o := range rec.Objects {
+			if err := b.deleteObjects(ctx, sess, []datadogObject{o}, rec.CreatedAt.Add(-maxClockSkew)); err != nil {
+				left = append(left, o)
+				b.Logger().Debug("final sweep: a recorded credential could not be deleted", "id", o.ID, "name", o.Name, "error", err)
+			}
+		}
+	}
+	classes, err := b.tidyClasses(ctx, b.storage, cfg, recs)
+	if err != nil {
+		b.Logger().Error("the mount is disabled, but the owners of its credentials could not be listed", "error", err)
+	}
+	var unlisted []error
+	for _, class := range classes {
+		objects, err := sess.client.List(ctx, class, tidyMaxPages)
+		if err != nil {
+			unlisted = append(unlisted, fmt.Errorf("%ss of %s: %w", describeKind(class.Kind), describeOwner(class.Owner), err))
+			continue
+		}
+		for _, o := range objects {
+			if marker, _, ours := parseName(o.Name); !ours || marker != b.marker {
+				continue
+			}
+			if err := sess.client.Delete(ctx, o.datadogObject); err != nil && !errors.Is(err, errNotFound) {
+				left = append(left, o.datadogObject)
+				continue
+			}
+			b.Logger().Warn("final sweep of the disabled mount deleted a Datadog credential no lease held", "kind", o.Kind, "id", o.ID, "name", o.Name)
+		}
+	}
+	for _, o := range left {
+		b.Logger().Error("the mount is disabled, but a Datadog credential it made could not be deleted: delete it in Datadog",
+			"kind", o.Kind, "id", o.ID, "name", o.Name, "owner", o.Owner, "org", o.Home.OrgID)
+	}
+	if err := errors.Join(unlisted...); err != nil {
+		b.Logger().Error("the mount is disabled, but Datadog could not list some of its credentials: look for names ending in -"+b.marker+
+			"<16 characters> in Datadog and delete them", "error", err)
+	}
+}
+
 // describeOwner names a listing's owner for a message: a user, or the
 // organisation (API keys).
 func describeOwner(owner string) string {

@@ -188,3 +188,50 @@ func TestTidyBadInput(t *testing.T) {
 	resp, err = env.do(t, logical.UpdateOperation, "config", map[string]interface{}{"tidy_interval": "-1s"})
 	wantUserError(t, resp, err, "tidy_interval")
 }
+
+// Disabling the mount deletes every credential of its marker before the
+// mount's storage goes: an orphan waiting for the next tidy, and a WAL
+// entry's key whose rollback failed.
+func TestDisablingTheMountLeavesNoKeyOfItsMarker(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "dynamic"})
+	orphan := env.createKeyNamed(t, "vault-r-token-1795700000-"+env.b.marker+"abcdefghijklmnop")
+	foreign := env.createKeyNamed(t, "vault-r-token-1795700000-"+mountMarker("another mount")+"abcdefghijklmnop")
+
+	// A request whose API key create fails and whose clean-up and
+	// rollback cannot delete its application key.
+	fault := &faultyClient{
+		createFails: map[string]error{kindAPIKey: &apiError{Op: "API key creation", Status: http.StatusServiceUnavailable}},
+		commitFirst: true,
+		deleteFails: &apiError{Op: "deletion", Status: http.StatusServiceUnavailable},
+	}
+	env.injectFaults(fault)
+	if _, err := env.do(t, logical.ReadOperation, "creds/r", nil); err == nil {
+		t.Fatal("creds read succeeded despite the fault")
+	}
+	if err := env.rollbackNow(t); err == nil {
+		t.Fatal("the rollback succeeded although every deletion fails")
+	}
+	stuck := env.issuedKeys()
+	if len(stuck) < 3 {
+		t.Fatalf("want the orphans and the stuck request's keys in Datadog, got %v", stuck)
+	}
+
+	// Datadog recovers as the mount is disabled.
+	fault.deleteFails = nil
+	env.b.newClient = newDatadogClient
+	env.b.System().(*logical.StaticSystemView).TaintedVal = true
+	env.b.Cleanup(context.Background())
+	for _, k := range env.issuedKeys() {
+		if k.ID != foreign {
+			t.Errorf("%s %s (%s) of the disabled mount is still in Datadog", k.Kind, k.ID, k.Name)
+		}
+	}
+	if !env.keyExists(foreign) {
+		t.Error("disabling a mount deleted another mount's key")
+	}
+	if env.keyExists(orphan) {
+		t.Error("the orphan survived the mount")
+	}
+}
