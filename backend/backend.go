@@ -44,6 +44,12 @@ type datadogBackend struct {
 	// writes, rotations and their rollback.
 	rootLock sync.Mutex
 
+	// credsLock lets a config write or delete see every creds request in
+	// flight: requests hold it shared from the configuration they read to
+	// their record, config changes exclusively, so that none can check for
+	// outstanding leases between a request's look at config and its record.
+	credsLock sync.RWMutex
+
 	// ownerKeys counts the engine's application keys per service account,
 	// for the roles that spread them over several (pool.go).
 	ownerKeys ownerIndex

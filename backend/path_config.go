@@ -297,6 +297,8 @@ func (b *datadogBackend) pathConfigRead(ctx context.Context, req *logical.Reques
 func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	b.rootLock.Lock()
 	defer b.rootLock.Unlock()
+	b.credsLock.Lock() // waits for the creds requests in flight
+	defer b.credsLock.Unlock()
 	previous, err := getConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -494,6 +496,8 @@ func verifyKeys(ctx context.Context, client datadogAPI, cfg *datadogConfig) (ide
 func (b *datadogBackend) pathConfigDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	b.rootLock.Lock()
 	defer b.rootLock.Unlock()
+	b.credsLock.Lock() // waits for the creds requests in flight
+	defer b.credsLock.Unlock()
 	previous, err := getConfig(ctx, req.Storage)
 	if err != nil || previous == nil {
 		return nil, err

@@ -52,6 +52,8 @@ func pathCreds(b *datadogBackend) *framework.Path {
 }
 
 func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	b.credsLock.RLock()
+	defer b.credsLock.RUnlock()
 	roleName := d.Get("name").(string)
 	role, err := b.cachedRole(ctx, req.Storage, roleName)
 	if err != nil {
