@@ -64,6 +64,9 @@ type datadogBackend struct {
 	started     time.Time
 	tidyLock    sync.Mutex
 	tidyRunning *tidyStatus // the running or last tidy
+	tidyCancel  context.CancelFunc
+	tidyDone    chan struct{} // closed when the running tidy returns
+	tidyClosed  bool          // cleanup ran: no more tidies in this instance
 
 	// roles caches roles for creds and renewals (see cachedRole).
 	rolesLock       sync.Mutex

@@ -317,6 +317,7 @@ func (b *datadogBackend) retireRoot(ctx context.Context, cfg *datadogConfig) err
 // would be lost, so it is deleted first (leases were revoked before).
 func (b *datadogBackend) cleanup(ctx context.Context) {
 	b.stopWatch()
+	b.stopTidy()
 	b.trail.close() // posts the revocations' audit events still queued
 	if b.storage == nil || !b.System().Tainted() || !b.WriteSafeReplicationState() {
 		return

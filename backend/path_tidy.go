@@ -161,17 +161,34 @@ func (b *datadogBackend) pathTidyStatusRead(ctx context.Context, req *logical.Re
 func (b *datadogBackend) startTidy(s logical.Storage, sess *session, dryRun bool, buffer time.Duration) bool {
 	b.tidyLock.Lock()
 	defer b.tidyLock.Unlock()
-	if b.tidyRunning != nil && b.tidyRunning.State == "running" {
+	if b.tidyClosed || b.tidyRunning != nil && b.tidyRunning.snapshot().State == "running" {
 		return false
 	}
 	status := &tidyStatus{State: "running", StartedAt: time.Now().UTC(), DryRun: dryRun, Buffer: buffer, ByKind: map[string]*tidyCount{}}
 	b.tidyRunning = status
+	ctx, cancel := context.WithTimeout(context.Background(), tidyTimeout)
+	done := make(chan struct{})
+	b.tidyCancel, b.tidyDone = cancel, done
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), tidyTimeout)
+		defer close(done)
 		defer cancel()
 		b.tidy(ctx, s, sess, status)
 	}()
 	return true
+}
+
+// stopTidy cancels a running tidy and waits for it to return: a backend
+// being cleaned up (plugin reload, step-down, unmount) must not go on
+// deleting from storage another instance now owns.
+func (b *datadogBackend) stopTidy() {
+	b.tidyLock.Lock()
+	b.tidyClosed = true
+	cancel, done := b.tidyCancel, b.tidyDone
+	b.tidyLock.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
 }
 
 // lastTidy is the running or last tidy, from memory or, after a restart,

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -234,4 +235,40 @@ func TestDisablingTheMountLeavesNoKeyOfItsMarker(t *testing.T) {
 	if env.keyExists(orphan) {
 		t.Error("the orphan survived the mount")
 	}
+}
+
+// Cleanup (plugin reload, step-down, unmount) stops a running tidy and
+// waits for it: no old instance goes on deleting from stale storage.
+func TestCleanupStopsTheRunningTidy(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	// Datadog's listings hang until the call is cancelled.
+	env.b.newClient = func(cfg *datadogConfig, logger hclog.Logger) (datadogAPI, error) {
+		real, err := newDatadogClient(cfg, logger)
+		return hangingList{real}, err
+	}
+	env.b.reset()
+	env.mustDo(t, logical.UpdateOperation, "tidy", nil)
+	time.Sleep(200 * time.Millisecond)
+	began := time.Now()
+	env.b.Cleanup(context.Background())
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("cleanup took %s", took)
+	}
+	env.b.tidyLock.Lock()
+	status := env.b.tidyRunning.snapshot()
+	env.b.tidyLock.Unlock()
+	if status.State == "running" {
+		t.Fatal("a tidy still runs after its backend was cleaned up")
+	}
+	if env.b.startTidy(env.storage, nil, false, 0) {
+		t.Error("a cleaned-up backend started another tidy")
+	}
+}
+
+type hangingList struct{ datadogAPI }
+
+func (hangingList) List(ctx context.Context, _ datadogObject, _ int) ([]listedObject, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
 }
