@@ -291,7 +291,7 @@ func identifyRoot(ctx context.Context, client datadogAPI, cfg *datadogConfig) (d
 // it when it stops using it (config replaced or deleted, mount disabled),
 // or it would stay valid in Datadog with no one able to delete it.
 func (b *datadogBackend) madeRoot(cfg *datadogConfig) bool {
-	return cfg != nil && cfg.RootKeyID != "" && strings.HasPrefix(cfg.RootKeyName, rootNamePrefix(b.marker))
+	return cfg != nil && cfg.RootKeyID != "" && b.ownRootName(cfg.RootKeyName)
 }
 
 // retireRoot deletes a root credential the engine made and no longer uses,

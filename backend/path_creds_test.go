@@ -86,7 +86,7 @@ func TestCredsIssueUseRevoke(t *testing.T) {
 	}
 	d := resp.Data
 	name, _ := d["name"].(string)
-	if !regexp.MustCompile(`^vault-agent-role-token-ci-job-\d{10}-[0-9a-f]{8}[a-z2-7]{16}$`).MatchString(name) {
+	if !regexp.MustCompile(`^vault-agent-role-token-ci-job-\d{10}-[0-9a-f]{16}[a-z2-7]{16}$`).MatchString(name) {
 		t.Errorf("name %q does not trace back to role and requester", name)
 	}
 	if !reflect.DeepEqual(d["scopes"], []string{"dashboards_read"}) || d["site"] != "datadoghq.com" || d["api_url"] != env.url {
@@ -359,7 +359,7 @@ func TestCredentialNameIsSanitizedAndBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(name) > maxNameLength || !regexp.MustCompile(`^vault-role-oidc-Jane-Doe--jane-example\.co-\d{10}-[0-9a-f]{8}[a-z2-7]{16}$`).MatchString(name) {
+	if len(name) > maxNameLength || !regexp.MustCompile(`^vault-role-oidc-Jane-Doe--jane-example\.co-\d{10}-[0-9a-f]{16}[a-z2-7]{16}$`).MatchString(name) {
 		t.Errorf("name %q", name)
 	}
 }

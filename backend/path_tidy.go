@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -270,12 +269,12 @@ func (b *datadogBackend) tidyRun(ctx context.Context, s logical.Storage, sess *s
 			continue
 		}
 		for _, o := range objects {
-			if strings.HasPrefix(o.Name, rootNamePrefix(b.marker)) {
+			if b.ownRootName(o.Name) {
 				b.tidyRoot(ctx, s, sess, status, o)
 				continue
 			}
 			marker, recordID, ours := parseName(o.Name)
-			if !ours || marker != b.marker {
+			if !ours || !b.ownMarker(marker) {
 				continue // never another mount's, nor anything the engine did not name
 			}
 			listed[o.Kind+"/"+o.ID] = true
@@ -490,7 +489,7 @@ func (b *datadogBackend) finalSweep(ctx context.Context, cfg *datadogConfig) {
 			continue
 		}
 		for _, o := range objects {
-			if marker, _, ours := parseName(o.Name); !ours || marker != b.marker {
+			if marker, _, ours := parseName(o.Name); !ours || !b.ownMarker(marker) {
 				continue
 			}
 			if err := sess.client.Delete(ctx, o.datadogObject); err != nil && !errors.Is(err, errNotFound) {
