@@ -288,6 +288,9 @@ func (b *datadogBackend) abandon(ctx context.Context, s logical.Storage, sess *s
 	if err := putRecord(ctx, s, rec); err != nil {
 		b.Logger().Error("error recording the Datadog IDs of a failed creds request; the rollback will look its objects up by name", "record", rec.ID, "error", err)
 	}
+	// A failed write marking it issued may have been applied, and a
+	// rollback may have read it so: the rollback must look at it again.
+	b.issuedRecords.Delete(rec.ID)
 	args := []interface{}{"record", rec.ID, "role", rec.Role, "objects", describeObjects(rec.Objects)}
 	if err := errors.Join(errs...); err != nil {
 		args = append(args, "error", err)

@@ -334,8 +334,9 @@ func (b *datadogBackend) tidyRun(ctx context.Context, s logical.Storage, sess *s
 }
 
 // tidyReason says why tidy deletes a credential of this mount whose name
-// carries recordID, or "" to leave it: it has no record, or its lease
-// ended longer ago than the buffer. WAL entries are the rollback's.
+// carries recordID, or "" to leave it: it has no record, its lease ended
+// longer ago than the buffer, or its request failed longer ago than that
+// (a WAL entry the rollback should have replayed).
 func (b *datadogBackend) tidyReason(ctx context.Context, s logical.Storage, recordID string, buffer time.Duration) (string, error) {
 	rec, err := getRecord(ctx, s, recordID)
 	switch {
@@ -347,6 +348,9 @@ func (b *datadogBackend) tidyReason(ctx context.Context, s logical.Storage, reco
 		return fmt.Sprintf("its lease ended at %s at the latest", rec.LeaseEnds.Format(time.RFC3339)), nil
 	case rec.Issued && rec.Expires != nil && time.Since(*rec.Expires) > buffer:
 		return fmt.Sprintf("its lease expired at %s, and was not renewed", rec.Expires.Format(time.RFC3339)), nil
+	case !rec.Issued && time.Since(rec.RequestEnds) > buffer:
+		// The rollback's, but tidy is its net: no record escapes both.
+		return fmt.Sprintf("its creds request failed, and was over at %s", rec.RequestEnds.Format(time.RFC3339)), nil
 	}
 	return "", nil
 }
@@ -546,8 +550,11 @@ Revocation and the write-ahead log rollback delete every credential the
 engine creates; tidy is the safety net for what escapes them anyway (a
 Datadog change applied long after an error, a lost lease). It lists the
 credentials in Datadog whose names carry this mount's marker and deletes
-those that no lease or write-ahead log entry accounts for, or whose lease
-ended longer ago than safety_buffer (default 1h). It never touches another
+those that no lease or write-ahead log entry accounts for, whose lease
+ended longer ago than safety_buffer (default 1h: past its max TTL, or past
+its expiry without a renewal, which a lease Vault forgot never gets), or
+whose creds request failed longer ago than that without the rollback
+deleting them. It never touches another
 mount's credentials, nor anything the engine did not name, nor a
 credential whose lease can still be live. It also deletes this mount's root
 credentials (named by config/rotate-root) that config does not hold and that

@@ -2,7 +2,9 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -267,5 +269,56 @@ func TestCrashAfterCreateBeforeTheLeaseIsRecorded(t *testing.T) {
 	}
 	if ids := env.walIDs(t); len(ids) != 0 {
 		t.Errorf("WAL entries left: %v", ids)
+	}
+}
+
+// applyThenFail applies the write that marks a record issued, lets a
+// rollback run (reading the record as issued), then reports the write as
+// failed: the request abandons a record the rollback saw as a lease's.
+type applyThenFail struct {
+	logical.Storage
+	between func()
+	done    bool
+}
+
+func (s *applyThenFail) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if err := s.Storage.Put(ctx, e); err != nil {
+		return err
+	}
+	if !s.done && strings.HasPrefix(e.Key, recordPrefix) && strings.Contains(string(e.Value), `"issued":true`) {
+		s.done = true
+		s.between()
+		return errors.New("storage answer lost")
+	}
+	return nil
+}
+
+// A record that goes back to pending after a rollback read it as issued is
+// hidden neither from the rollback nor from tidy.
+func TestAbandonedRecordIsNotHiddenFromTheRollback(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "none"})
+	fault := &faultyClient{deleteFails: &apiError{Op: "deletion", Status: http.StatusServiceUnavailable}}
+	env.injectFaults(fault)
+	real := env.storage
+	env.storage = &applyThenFail{Storage: real, between: func() {
+		if err := env.b.rollback(context.Background(), &logical.Request{Storage: real}, true); err != nil {
+			t.Logf("rollback between the writes: %v", err)
+		}
+	}}
+	if resp, err := env.do(t, logical.ReadOperation, "creds/r", nil); err == nil && !resp.IsError() {
+		t.Fatal("creds read succeeded although its record was lost")
+	}
+	env.storage = real
+	if keys := env.issuedKeys(); len(keys) != 1 {
+		t.Fatalf("want the abandoned request's key in Datadog while deletes fail, got %v", keys)
+	}
+	fault.deleteFails = nil
+	if err := env.rollbackNow(t); err != nil {
+		t.Fatal(err)
+	}
+	if keys := env.issuedKeys(); len(keys) != 0 {
+		t.Errorf("the rollback ignored the abandoned request's record: %v left", keys)
 	}
 }
