@@ -271,7 +271,7 @@ func TestAuditEventsNeedAnAPIKey(t *testing.T) {
 func TestAuditEventsOfKilledCredentials(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
-	env.mustDo(t, logical.UpdateOperation, "config", map[string]interface{}{"audit_events": true, "watch_interval": 0})
+	env.mustDo(t, logical.UpdateOperation, "config", map[string]interface{}{"audit_events": true, "watch_interval": 0, "last_use_lag": "30s"})
 	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "idle_ttl": "1m"})
 	leaked := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
 	idle := env.mustDo(t, logical.ReadOperation, "creds/r", nil)

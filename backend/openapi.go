@@ -109,6 +109,8 @@ func configReadResponses() map[int][]framework.Response {
 		"request_timeout": field(framework.TypeInt64, true,
 			"Timeout of each HTTP call to Datadog, in seconds (30 when not set)."),
 		"tidy_interval": field(framework.TypeInt64, true, "How often the engine runs tidy by itself, in seconds; 0: never."),
+		"last_use_lag": field(framework.TypeInt64, true,
+			"How late Datadog is taken to report a key's last use, in seconds; roles' idle_ttl is at least twice this."),
 		"api_key_reserve": field(framework.TypeInt, true,
 			"How many API keys of the organisation's cap roles with api_key_mode dynamic leave free for people."),
 		"watch_interval": field(framework.TypeInt64, true,

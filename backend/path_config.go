@@ -63,6 +63,9 @@ type datadogConfig struct {
 	// AuditEvents: post a Datadog event for each credential's issue,
 	// renewal and deletion (audit.go).
 	AuditEvents bool `json:"audit_events,omitempty"`
+	// LastUseLag is how late Datadog reports a key's use; nil: the default
+	// (watch.go).
+	LastUseLag *time.Duration `json:"last_use_lag,omitempty"`
 	// APIKeyReserve is how many of the organisation's API keys roles with
 	// api_key_mode dynamic leave free for people; nil: the default.
 	APIKeyReserve *int `json:"api_key_reserve,omitempty"`
@@ -191,6 +194,12 @@ func pathConfig(b *datadogBackend) *framework.Path {
 				Description: "Timeout of each HTTP call to Datadog, such as 10s; default 30s, at most 5m. A creds request " +
 					"gets four times this for its Datadog calls, and its write-ahead log entry is rolled back once it is surely over.",
 			},
+			"last_use_lag": {
+				Type: framework.TypeDurationSecond,
+				Description: fmt.Sprintf("How late Datadog reports a key's last use, such as 1h (the default, assumed: Datadog does not document it). "+
+					"Roles' idle_ttl must be at least twice this, so that a key in use is never deleted as idle; a shorter one applies as that minimum. "+
+					"At least 0; lower it only for a Datadog known to report use sooner. Default %s.", defaultLastUseLag),
+			},
 			"api_key_reserve": {
 				Type: framework.TypeInt,
 				Description: fmt.Sprintf("How many API keys of the organisation's cap (Datadog's meta.max_allowed, 50 by default) roles with "+
@@ -286,6 +295,7 @@ func (b *datadogBackend) pathConfigRead(ctx context.Context, req *logical.Reques
 		"tidy_interval":   int64(cfg.TidyInterval.Seconds()),
 		"watch_interval":  int64(cfg.watchInterval().Seconds()),
 		"api_key_reserve": cfg.apiKeyReserve(),
+		"last_use_lag":    int64(cfg.lastUseLag().Seconds()),
 	}
 	for k, v := range cfg.rootStatus() {
 		data[k] = v
@@ -328,6 +338,13 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 	}
 	if v, ok := d.GetOk("tidy_interval"); ok {
 		cfg.TidyInterval = time.Duration(v.(int)) * time.Second
+	}
+	if v, ok := d.GetOk("last_use_lag"); ok {
+		lag := time.Duration(v.(int)) * time.Second
+		if lag < 0 {
+			return logical.ErrorResponse("last_use_lag must not be negative"), nil
+		}
+		cfg.LastUseLag = &lag
 	}
 	if v, ok := d.GetOk("api_key_reserve"); ok {
 		reserve := v.(int)

@@ -403,6 +403,12 @@ func (b *datadogBackend) validateRole(ctx context.Context, req *logical.Request,
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 	kind, known := credentialKinds[role.CredentialType]
+	var cfg *datadogConfig
+	if sess, err := b.session(ctx, req.Storage); err != nil {
+		return "", err
+	} else if sess != nil {
+		cfg = sess.cfg
+	}
 	switch {
 	case !known:
 		return fmt.Sprintf("credential_type %q is not supported; allowed: %s", role.CredentialType, strings.Join(credentialTypeNames(), ", ")), nil
@@ -417,8 +423,8 @@ func (b *datadogBackend) validateRole(ctx context.Context, req *logical.Request,
 		return "ttl and max_ttl must not be negative", nil
 	case role.MaxTTL > 0 && role.TTL > role.MaxTTL:
 		return fmt.Sprintf("ttl (%s) must not exceed max_ttl (%s)", role.TTL, role.MaxTTL), nil
-	case role.idleTTLProblem() != "":
-		return role.idleTTLProblem(), nil
+	case role.idleTTLProblem(cfg) != "":
+		return role.idleTTLProblem(cfg), nil
 	case !kind.scoped && len(role.Scopes) > 0:
 		return "scopes do not apply to credential_type api_key: Datadog API keys carry no permissions of their own; remove scopes", nil
 	case role.AllowUnscoped && !kind.withAPIKey:

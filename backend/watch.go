@@ -25,7 +25,15 @@ const (
 	// Vault calls the periodic function every minute: a shorter interval
 	// would not run more often.
 	minWatchInterval = time.Minute
-	minIdleTTL       = time.Minute
+	// Datadog reports a key's last use late, by an amount it does not
+	// document (last_used_at, date_last_used): defaultLastUseLag is the
+	// lag assumed unless config's last_use_lag says otherwise. A key in use
+	// shows a last use no older than the lag, so an idle_ttl of at least
+	// twice the lag never takes it for idle, not even right after its
+	// creation, before any use is reported.
+	defaultLastUseLag = time.Hour
+	idleTTLPerLag     = 2
+	minIdleTTLFloor   = time.Minute
 	// watchSlack lets a run start on the timer's tick that comes a few
 	// seconds short of a full interval after the last run started, which
 	// would otherwise wait for the tick after.
@@ -91,12 +99,36 @@ func (c *datadogConfig) setWatchInterval(d *framework.FieldData) string {
 	return ""
 }
 
+// lastUseLag is how late Datadog is taken to report a key's use.
+func (c *datadogConfig) lastUseLag() time.Duration {
+	if c == nil || c.LastUseLag == nil {
+		return defaultLastUseLag
+	}
+	return *c.LastUseLag
+}
+
+// minIdleTTL is the shortest idle_ttl that never kills a key in use.
+func (c *datadogConfig) minIdleTTL() time.Duration {
+	return max(idleTTLPerLag*c.lastUseLag(), minIdleTTLFloor)
+}
+
+// idleTTL is the idle_ttl the watch applies to a role: never less than
+// the safe minimum, whatever the role was written with before config's
+// last_use_lag changed.
+func (c *datadogConfig) idleTTL(role *datadogRole) time.Duration {
+	if role == nil || role.IdleTTL <= 0 {
+		return 0
+	}
+	return max(role.IdleTTL, c.minIdleTTL())
+}
+
 // idleTTLProblem returns the message of a 400 when a role's idle_ttl is
-// out of bounds.
-func (r *datadogRole) idleTTLProblem() string {
-	switch {
-	case r.IdleTTL < 0 || r.IdleTTL > 0 && r.IdleTTL < minIdleTTL:
-		return fmt.Sprintf("idle_ttl %s is not allowed: give at least %s, or 0 to keep unused credentials until their lease ends", r.IdleTTL, minIdleTTL)
+// out of bounds; cfg may be nil before the engine is configured.
+func (r *datadogRole) idleTTLProblem(cfg *datadogConfig) string {
+	switch minimum := cfg.minIdleTTL(); {
+	case r.IdleTTL < 0 || r.IdleTTL > 0 && r.IdleTTL < minimum:
+		return fmt.Sprintf("idle_ttl %s is not allowed: give at least %s (twice config's last_use_lag of %s: Datadog reports a key's use that late, "+
+			"and a key in use must never look idle), or 0 to keep unused credentials until their lease ends", r.IdleTTL, minimum, cfg.lastUseLag())
 	case r.MaxTTL > 0 && r.IdleTTL > r.MaxTTL:
 		return fmt.Sprintf("idle_ttl (%s) must not exceed max_ttl (%s): the lease would end first", r.IdleTTL, r.MaxTTL)
 	}
@@ -313,10 +345,7 @@ func (b *datadogBackend) watchRecord(ctx context.Context, s logical.Storage, ses
 		status.fail(err)
 		return
 	}
-	var idleTTL time.Duration
-	if role != nil { // a deleted role's leases are still checked for leaks
-		idleTTL = role.IdleTTL
-	}
+	idleTTL := sess.cfg.idleTTL(role) // 0 for a deleted role: its leases are still checked for leaks
 	states := make([]objectState, len(rec.Objects))
 	for i, o := range rec.Objects {
 		if err := sess.cfg.reaches(o); err != nil {
@@ -421,7 +450,7 @@ func (b *datadogBackend) refuseKilled(ctx context.Context, req *logical.Request)
 // checkOnRenew is the watch's check for one lease at its renewal: a
 // credential that must die is killed now, and the renewal refused.
 func (b *datadogBackend) checkOnRenew(ctx context.Context, req *logical.Request, sess *session, role *datadogRole, objects []datadogObject, states []objectState) error {
-	verdict := judge(objects, states, role.IdleTTL, time.Now())
+	verdict := judge(objects, states, sess.cfg.idleTTL(role), time.Now())
 	if verdict == nil {
 		return nil
 	}

@@ -152,6 +152,8 @@ func TestRenewKillsLeakedCredential(t *testing.T) {
 func TestWatchKillsIdleCredentials(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
+	// The emulator reports a key's use at once.
+	env.mustDo(t, logical.UpdateOperation, "config", map[string]interface{}{"last_use_lag": "30s"})
 	env.writeRole(t, "idle", map[string]interface{}{"scopes": "dashboards_read", "idle_ttl": "1m", "api_key_mode": "dynamic"})
 	env.writeRole(t, "forever", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "dynamic"})
 	unused := env.mustDo(t, logical.ReadOperation, "creds/idle", nil)
@@ -325,6 +327,7 @@ func TestWatchSettingsBadInputChangesNothing(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
 	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "max_ttl": "1h"})
+	env.mustDo(t, logical.UpdateOperation, "config", map[string]interface{}{"last_use_lag": "10m"})
 	before := env.snapshot(t)
 	calls := env.emu.Requests()
 	for _, tc := range []struct {
@@ -334,7 +337,9 @@ func TestWatchSettingsBadInputChangesNothing(t *testing.T) {
 	}{
 		{"config", map[string]interface{}{"watch_interval": "30s"}, []string{"watch_interval", "1m"}},
 		{"config", map[string]interface{}{"watch_interval": "-1m"}, []string{"watch_interval"}},
-		{"roles/r", map[string]interface{}{"idle_ttl": "30s"}, []string{"idle_ttl", "1m"}},
+		{"roles/r", map[string]interface{}{"idle_ttl": "30s"}, []string{"idle_ttl", "20m0s", "last_use_lag of 10m0s"}},
+		{"roles/r", map[string]interface{}{"idle_ttl": "19m"}, []string{"idle_ttl", "20m0s"}},
+		{"config", map[string]interface{}{"last_use_lag": "-1m"}, []string{"last_use_lag"}},
 		{"roles/r", map[string]interface{}{"idle_ttl": "-1m"}, []string{"idle_ttl"}},
 		{"roles/r", map[string]interface{}{"idle_ttl": "2h"}, []string{"idle_ttl", "max_ttl"}},
 		{"roles/r2", map[string]interface{}{"scopes": "dashboards_read", "max_ttl": "1h", "idle_ttl": "2h"}, []string{"idle_ttl", "max_ttl"}},
@@ -399,5 +404,33 @@ func TestJudge(t *testing.T) {
 		if !strings.Contains(got.Reason, want) {
 			t.Errorf("idle reason %q does not say %q", got.Reason, want)
 		}
+	}
+}
+
+// Datadog reports a key's use late: a key in use, whose use is not yet
+// reported, is never deleted as idle. The smallest idle_ttl is twice
+// config's last_use_lag, and applies to roles written before the lag grew.
+func TestIdleTTLCoversDatadogsLastUseLag(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	if got := env.mustDo(t, logical.ReadOperation, "config", nil).Data["last_use_lag"]; got != int64(3600) {
+		t.Fatalf("last_use_lag = %v, want the default 3600", got)
+	}
+	resp, err := env.do(t, logical.CreateOperation, "roles/r", map[string]interface{}{"scopes": "dashboards_read", "idle_ttl": "1m"})
+	wantUserError(t, resp, err, "idle_ttl", "2h0m0s", "last_use_lag")
+
+	env.mustDo(t, logical.UpdateOperation, "config", map[string]interface{}{"last_use_lag": "30s"})
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "idle_ttl": "1m", "api_key_mode": "none"})
+	creds := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
+	// In use for two hours, but Datadog has not reported it yet.
+	if !env.emu.Backdate(creds.Data["application_key_id"].(string), 90*time.Minute) {
+		t.Fatal("no such key to backdate")
+	}
+	env.mustDo(t, logical.UpdateOperation, "config", map[string]interface{}{"last_use_lag": "1h"})
+	if status := env.watchNow(t); status["idle"] != 0 {
+		t.Fatalf("watch: %v; a key unused for 90 minutes by Datadog's report is within twice the 1h lag: never idle", status)
+	}
+	if !env.keyExists(creds.Data["application_key_id"].(string)) {
+		t.Fatal("a key whose use may not be reported yet was deleted as idle")
 	}
 }

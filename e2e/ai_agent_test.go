@@ -142,7 +142,16 @@ func TestAIAgentExample(t *testing.T) {
 	if got := dd.get(t, "/api/v2/validate_keys", env.apiKey, env.appKey); got != http.StatusForbidden {
 		t.Errorf("GET /api/v2/validate_keys with the task's keys after the kill switch: HTTP %d, want 403", got)
 	}
-	if leases := listLeases(t, client, mount, "ai-agent"); len(leases) != 0 {
-		t.Errorf("leases %v are left under %s/creds/ai-agent/ after the kill switch", leases, mount)
+	// Vault drops each lease once its revocation returned, just after its
+	// keys are gone.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		leases := listLeases(t, client, mount, "ai-agent")
+		if len(leases) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("leases %v are left under %s/creds/ai-agent/ 10s after the kill switch deleted their keys", leases, mount)
+			break
+		}
 	}
 }

@@ -159,7 +159,8 @@ func TestRenewalOfALeakedCredentialIsRefused(t *testing.T) {
 func TestIdleCredentialIsDeletedAndAUsedOneIsNot(t *testing.T) {
 	t.Parallel()
 	dd, client, mount := startEngine(t)
-	cli(t, "write", mount+"/config", "watch_interval=1m")
+	// The emulator reports a key's use at once: a 30 s lag allows idle_ttl 1m.
+	cli(t, "write", mount+"/config", "watch_interval=1m", "last_use_lag=30s")
 	cli(t, "write", mount+"/roles/idle", "scopes=dashboards_read", "api_key_mode=dynamic", "idle_ttl=1m", "ttl=1h")
 	idle := readCreds(t, client, mount+"/creds/idle")
 	used := readCreds(t, client, mount+"/creds/idle")
