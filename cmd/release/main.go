@@ -189,8 +189,8 @@ func release(opts options) ([]artifact, error) {
 		archiveSums = append(archiveSums, a.sha256+"  "+a.name+"\n")
 	}
 	files := archives
+	// Both lists are in the order of the platforms, sorted: by file name.
 	for name, lines := range map[string][]string{prefix + "SHA256SUMS": archiveSums, prefix + "BINARY_SHA256SUMS": binarySums} {
-		slices.Sort(lines)
 		if err := os.WriteFile(filepath.Join(opts.out, name), []byte(strings.Join(lines, "")), 0o644); err != nil {
 			return nil, err
 		}
