@@ -90,7 +90,7 @@ func TestAuditEventsTellWhoHeldWhichKey(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
 	env.mustDo(t, logical.UpdateOperation, "config", map[string]interface{}{"audit_events": true})
-	env.writeRole(t, "agent", map[string]interface{}{"scopes": "dashboards_read,monitors_read", "ttl": "10m", "max_ttl": "1h"})
+	env.writeRole(t, "agent", map[string]interface{}{"scopes": "dashboards_read,monitors_read", "ttl": "10m", "max_ttl": "1h", "api_key_mode": "dynamic"})
 
 	resp, err := env.b.HandleRequest(context.Background(), &logical.Request{
 		Operation: logical.UpdateOperation, Path: "creds/agent", Storage: env.storage, Data: map[string]interface{}{"scopes": "monitors_read"},

@@ -44,9 +44,18 @@ type datadogBackend struct {
 	// writes, rotations and their rollback.
 	rootLock sync.Mutex
 
+	// credsLock lets a config write or delete see every creds request in
+	// flight: requests hold it shared from the configuration they read to
+	// their record, config changes exclusively, so that none can check for
+	// outstanding leases between a request's look at config and its record.
+	credsLock sync.RWMutex
+
 	// ownerKeys counts the engine's application keys per service account,
 	// for the roles that spread them over several (pool.go).
 	ownerKeys ownerIndex
+
+	// sharedKeys is which lease holds which shared API key (shared_api_key.go).
+	sharedKeys sharedKeyIndex
 
 	// issuedRecords caches the ids of records known to belong to a lease,
 	// so that the rollback reads each such record once, not every minute.
@@ -55,6 +64,9 @@ type datadogBackend struct {
 	started     time.Time
 	tidyLock    sync.Mutex
 	tidyRunning *tidyStatus // the running or last tidy
+	tidyCancel  context.CancelFunc
+	tidyDone    chan struct{} // closed when the running tidy returns
+	tidyClosed  bool          // cleanup ran: no more tidies in this instance
 
 	// roles caches roles for creds and renewals (see cachedRole).
 	rolesLock       sync.Mutex
@@ -89,8 +101,8 @@ func newBackend() *datadogBackend {
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
-			SealWrapStorage: []string{configPath},
-			LocalStorage:    []string{recordPrefix, tidyStatusPath, framework.WALPrefix},
+			SealWrapStorage: []string{configPath, sharedSecretPrefix},
+			LocalStorage:    []string{recordPrefix, sharedSecretPrefix, tidyStatusPath, framework.WALPrefix},
 		},
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b), pathConfigRotateRoot(b)},

@@ -162,7 +162,7 @@ func TestBackendReportsVersionAndSealWrapsConfig(t *testing.T) {
 	if env.b.RunningVersion != Version {
 		t.Errorf("RunningVersion = %q, want %q", env.b.RunningVersion, Version)
 	}
-	if got := env.b.SpecialPaths().SealWrapStorage; len(got) != 1 || got[0] != "config" {
-		t.Errorf("SealWrapStorage = %v, want [config]", got)
+	if got := env.b.SpecialPaths().SealWrapStorage; len(got) != 2 || got[0] != "config" || got[1] != sharedSecretPrefix {
+		t.Errorf("SealWrapStorage = %v, want [config %s]: the engine's keys and the shared API keys' secrets", got, sharedSecretPrefix)
 	}
 }

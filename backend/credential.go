@@ -119,12 +119,20 @@ func describeKind(kind string) string {
 	return strings.ReplaceAll(strings.Replace(kind, "api_key", "API key", 1), "_", " ")
 }
 
+// decodeObjects returns the Datadog objects the lease owns: none for an
+// api_key lease that holds its role's shared API key.
 func decodeObjects(secret *logical.Secret) ([]datadogObject, error) {
 	var objects []datadogObject
-	if err := mapToStruct(secret.InternalData["objects"], &objects); err != nil || len(objects) == 0 {
+	if err := mapToStruct(secret.InternalData["objects"], &objects); err != nil || len(objects) == 0 && sharedKeyID(secret) == "" {
 		return nil, errors.New("the lease does not record which Datadog keys it owns")
 	}
 	return objects, nil
+}
+
+// sharedKeyID is the record of the shared API key the lease holds, or "".
+func sharedKeyID(secret *logical.Secret) string {
+	id, _ := secret.InternalData["shared_api_key"].(string)
+	return id
 }
 
 // mapToStruct decodes what Vault hands back from storage (JSON decoded into
@@ -200,8 +208,10 @@ func (b *datadogBackend) revokeCredential(ctx context.Context, req *logical.Requ
 	}
 	id, _ := req.Secret.InternalData["record"].(string)
 	if id != "" {
+		// Lets go of a shared API key too, deleting it when no other
+		// lease holds it.
 		if err := b.deleteRecord(ctx, req.Storage, id); err != nil {
-			return nil, fmt.Errorf("the Datadog keys are deleted, but not the engine's record of them: %w", err)
+			return nil, fmt.Errorf("the lease's own Datadog keys are deleted, but not the engine's record of them: %w", err)
 		}
 	}
 	b.Logger().Debug("revoked Datadog credentials", "record", id, "objects", describeObjects(objects))
@@ -246,8 +256,24 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 			return nil, renewRefused("the credential's %s", msg)
 		}
 	}
-	states := make([]objectState, len(objects))
-	for i, o := range objects {
+	checked := objects // and the shared API key the lease holds
+	if id := sharedKeyID(req.Secret); id != "" {
+		k, err := b.sharedKeyOf(ctx, req.Storage, id)
+		if err != nil {
+			return nil, err
+		}
+		if k == nil {
+			return nil, renewRefused("the role's shared API key this lease holds was deleted; request new credentials")
+		}
+		if k.retired { // killed by the watch, perhaps: say why
+			if rec, err := getRecord(ctx, req.Storage, id); err == nil && rec != nil && rec.Killed != nil {
+				return nil, renewRefused("the role's shared API key this lease holds: %s", rec.Killed.refusal())
+			}
+		}
+		checked = append(slices.Clone(objects), k.object())
+	}
+	states := make([]objectState, len(checked))
+	for i, o := range checked {
 		if err := sess.cfg.reaches(o); err != nil {
 			return nil, renewRefused("%s", err)
 		}
@@ -260,8 +286,9 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 		}
 		states[i] = state
 	}
-	// A leaked or idle credential dies now rather than living on.
-	if err := b.checkOnRenew(ctx, req, sess, role, objects, states); err != nil {
+	// A leaked or idle credential dies now rather than living on. A shared
+	// API key is judged on its own by the watch: other leases hold it.
+	if err := b.checkOnRenew(ctx, req, sess, role, objects, states[:len(objects)]); err != nil {
 		return nil, err
 	}
 
@@ -273,6 +300,18 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 	if ends, err := time.Parse(time.RFC3339Nano, fmt.Sprint(req.Secret.InternalData["lease_ends"])); err == nil {
 		if limit := ends.Sub(req.Secret.IssueTime); resp.Secret.MaxTTL == 0 || resp.Secret.MaxTTL > limit {
 			resp.Secret.MaxTTL = limit
+		}
+	}
+	if id, _ := req.Secret.InternalData["record"].(string); id != "" {
+		ttl := resp.Secret.TTL
+		if ttl <= 0 {
+			ttl = b.System().DefaultLeaseTTL()
+		}
+		if untilMax := req.Secret.IssueTime.Add(resp.Secret.MaxTTL).Sub(time.Now()); resp.Secret.MaxTTL > 0 && ttl > untilMax {
+			ttl = untilMax
+		}
+		if err := b.moveExpiry(ctx, req.Storage, id, ttl); err != nil {
+			return nil, err
 		}
 	}
 	b.auditRenewed(ctx, req, resp.Secret)
@@ -337,11 +376,74 @@ func renewRefused(format string, args ...interface{}) error {
 	return logical.CodedError(http.StatusBadRequest, "cannot renew: "+fmt.Sprintf(format, args...))
 }
 
-// leaseEnds is the latest a lease issued at issued can last: its max TTL,
-// which Vault caps at the mount's max lease TTL, plus a few seconds for
-// Vault to register the lease (its issue time comes after ours).
-func (b *datadogBackend) leaseEnds(role *datadogRole, objects []datadogObject, issued time.Time) time.Time {
-	return b.maxLeaseEnd(issued, b.leaseMaxTTL(role, objects, issued)).Add(leaseRegistrationGrace)
+// leaseTerms are what a creds request asks of its lease: the TTL it
+// returns, and the shared API key's end, which the lease may not outlive.
+// maxTTL is set by settleLease.
+type leaseTerms struct {
+	role    *datadogRole
+	ttl     time.Duration // 0: the mount's default
+	keyEnds time.Time     // zero: no shared key
+	maxTTL  time.Duration
+}
+
+// settleLease fixes a new lease's bounds from issued, the time its keys
+// exist (not the request's start: a create may wait minutes on a rate
+// limit, and Vault starts the lease after it). LeaseEnds is the latest
+// it can end, renewals included: its max TTL, capped by the mount's, a
+// token's expiry and a shared key's end, plus a few seconds for Vault to
+// register the lease. Expires is when it ends unless renewed.
+func (b *datadogBackend) settleLease(rec *credentialRecord, issued time.Time) {
+	terms := rec.terms
+	if terms == nil {
+		return
+	}
+	maxTTL := b.leaseMaxTTL(terms.role, rec.Objects, issued)
+	if !terms.keyEnds.IsZero() {
+		if untilKeyEnds := terms.keyEnds.Add(-leaseRegistrationGrace).Sub(issued); maxTTL == 0 || maxTTL > untilKeyEnds {
+			maxTTL = untilKeyEnds
+		}
+	}
+	terms.maxTTL = maxTTL
+	rec.LeaseEnds = b.maxLeaseEnd(issued, maxTTL).Add(leaseRegistrationGrace).UTC()
+	rec.Expires = b.expiry(issued, terms.ttl, rec.LeaseEnds)
+}
+
+// expiry is when a lease given ttl at now ends unless renewed, with the
+// grace Vault takes to register it, never past ends.
+func (b *datadogBackend) expiry(now time.Time, ttl time.Duration, ends time.Time) *time.Time {
+	if ttl <= 0 {
+		ttl = b.System().DefaultLeaseTTL()
+	}
+	at := now.Add(ttl + leaseRegistrationGrace).UTC()
+	if at.After(ends) {
+		at = ends
+	}
+	return &at
+}
+
+// moveExpiry records a renewed lease's new expiry before the renewal is
+// answered. Under the record's lock, so that tidy, which deletes the keys
+// of a record whose expiry has passed under the same lock, never deletes a
+// lease's keys while a renewal makes it live again: a renewal that finds
+// the expiry already passed is refused.
+func (b *datadogBackend) moveExpiry(ctx context.Context, s logical.Storage, id string, ttl time.Duration) error {
+	lock := b.recordLock(id)
+	lock.Lock()
+	defer lock.Unlock()
+	rec, err := getRecord(ctx, s, id)
+	if err != nil || rec == nil {
+		return err
+	}
+	now := time.Now()
+	if rec.Expires != nil && now.After(*rec.Expires) {
+		return renewRefused("the engine's record says this lease ended at %s; its keys may be deleted; request new credentials",
+			rec.Expires.Format(time.RFC3339))
+	}
+	rec.Expires = b.expiry(now, ttl, rec.LeaseEnds)
+	if err := putRecord(ctx, s, rec); err != nil {
+		return fmt.Errorf("cannot renew: error recording the lease's new expiry: %w", err)
+	}
+	return nil
 }
 
 // maxLeaseEnd is the latest a lease issued at issued with maxTTL can end:

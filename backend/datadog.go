@@ -69,6 +69,9 @@ type datadogAPI interface {
 	// ApplicationKeyCount returns how many application keys a service
 	// account holds, and Datadog's limit per owner (pool.go).
 	ApplicationKeyCount(ctx context.Context, owner string) (total, limit int, err error)
+	// APIKeyCount returns how many API keys the organisation holds, and its
+	// cap (shared_api_key.go).
+	APIKeyCount(ctx context.Context) (total, limit int, err error)
 
 	// SendEvent posts an event to Datadog (POST /api/v1/events).
 	SendEvent(ctx context.Context, e auditEventBody) error

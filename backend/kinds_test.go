@@ -82,7 +82,7 @@ func TestNameTemplate(t *testing.T) {
 		"name_template": `vault-ci-{{ .DisplayName }}-{{ random 4 }}`,
 	})
 	resp := env.mustDo(t, logical.ReadOperation, "creds/ci", nil)
-	if name := resp.Data["name"].(string); !strings.HasPrefix(name, "vault-ci-token-ci-job-") || len(name) != len("vault-ci-token-ci-job-")+4+1+8+16 {
+	if name := resp.Data["name"].(string); !strings.HasPrefix(name, "vault-ci-token-ci-job-") || len(name) != len("vault-ci-token-ci-job-")+4+1+markerLength+recordIDLength {
 		t.Errorf("name = %q", name)
 	}
 

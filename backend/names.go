@@ -22,20 +22,38 @@ const defaultNameTemplate = `vault-{{ .RoleName | truncate 30 }}-{{ .DisplayName
 // maxNameLength keeps generated names well within what Datadog displays.
 const maxNameLength = 100
 
-// Every name ends with "-", the mount's marker (8 hex digits) and the
-// request's record id (16 characters of lowercase base32).
+// Every name ends with "-", the mount's marker (16 hex digits: 64 bits,
+// so that the mounts sharing a Datadog organisation never collide, where
+// 32 bits made a collision likely from tens of thousands of mounts) and the
+// request's record id (16 characters of lowercase base32). Names made
+// before the marker grew carry its first 8 digits (legacyMarkerLength):
+// they are still this mount's. The two forms cannot be mistaken for each
+// other: the "-" before the marker sits at a different place from the end.
 const (
-	markerLength   = 8
-	recordIDLength = 16
+	markerLength       = 16
+	legacyMarkerLength = 8
+	recordIDLength     = 16
 )
 
-var nameSuffix = regexp.MustCompile(`-([0-9a-f]{8})([a-z2-7]{16})$`)
+var nameSuffix = regexp.MustCompile(`-([0-9a-f]{16}|[0-9a-f]{8})([a-z2-7]{16})$`)
 
 // mountMarker derives a mount's marker from its UUID, which Vault keeps for
 // the life of the mount.
 func mountMarker(backendUUID string) string {
 	sum := sha256.Sum256([]byte(backendUUID))
 	return hex.EncodeToString(sum[:])[:markerLength]
+}
+
+// ownMarker reports whether a marker parsed from a name is this mount's,
+// in its current or its legacy length.
+func (b *datadogBackend) ownMarker(marker string) bool {
+	return marker == b.marker || marker == b.marker[:legacyMarkerLength]
+}
+
+// ownRootName reports whether a name is one of this mount's root
+// credentials, named with its current or legacy marker.
+func (b *datadogBackend) ownRootName(name string) bool {
+	return strings.HasPrefix(name, rootNamePrefix(b.marker)) || strings.HasPrefix(name, rootNamePrefix(b.marker[:legacyMarkerLength]))
 }
 
 // parseName returns the mount marker and record id at the end of a name

@@ -140,8 +140,8 @@ func runEngineFlows(t *testing.T, oneTimeRead bool) oneTimeReadRun {
 		run.answerFields = append(run.answerFields, fields)
 	}
 	roles := map[string]map[string]interface{}{
-		"app": {"scopes": "dashboards_read"},
-		"sa":  {"credential_type": "service_account_application_key", "service_account_id": sa, "scopes": "dashboards_read"},
+		"app": {"scopes": "dashboards_read", "api_key_mode": "dynamic"},
+		"sa":  {"credential_type": "service_account_application_key", "service_account_id": sa, "scopes": "dashboards_read", "api_key_mode": "dynamic"},
 		"pat": {"credential_type": "personal_access_token", "scopes": "dashboards_read"},
 	}
 	issue := func(role string) {

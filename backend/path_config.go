@@ -63,6 +63,9 @@ type datadogConfig struct {
 	// AuditEvents: post a Datadog event for each credential's issue,
 	// renewal and deletion (audit.go).
 	AuditEvents bool `json:"audit_events,omitempty"`
+	// APIKeyReserve is how many of the organisation's API keys roles with
+	// api_key_mode dynamic leave free for people; nil: the default.
+	APIKeyReserve *int `json:"api_key_reserve,omitempty"`
 }
 
 // Bounds of request_timeout.
@@ -188,6 +191,11 @@ func pathConfig(b *datadogBackend) *framework.Path {
 				Description: "Timeout of each HTTP call to Datadog, such as 10s; default 30s, at most 5m. A creds request " +
 					"gets four times this for its Datadog calls, and its write-ahead log entry is rolled back once it is surely over.",
 			},
+			"api_key_reserve": {
+				Type: framework.TypeInt,
+				Description: fmt.Sprintf("How many API keys of the organisation's cap (Datadog's meta.max_allowed, 50 by default) roles with "+
+					"api_key_mode dynamic leave free for people: their creds are refused once fewer are free. Default %d.", defaultAPIKeyReserve),
+			},
 			"tidy_interval": {
 				Type:        framework.TypeDurationSecond,
 				Description: "How often the engine runs tidy by itself, such as 1h (the default when config is created); 0 turns it off.",
@@ -277,6 +285,7 @@ func (b *datadogBackend) pathConfigRead(ctx context.Context, req *logical.Reques
 		"request_timeout": int64(cfg.requestTimeout().Seconds()),
 		"tidy_interval":   int64(cfg.TidyInterval.Seconds()),
 		"watch_interval":  int64(cfg.watchInterval().Seconds()),
+		"api_key_reserve": cfg.apiKeyReserve(),
 	}
 	for k, v := range cfg.rootStatus() {
 		data[k] = v
@@ -288,6 +297,8 @@ func (b *datadogBackend) pathConfigRead(ctx context.Context, req *logical.Reques
 func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	b.rootLock.Lock()
 	defer b.rootLock.Unlock()
+	b.credsLock.Lock() // waits for the creds requests in flight
+	defer b.credsLock.Unlock()
 	previous, err := getConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -317,6 +328,13 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 	}
 	if v, ok := d.GetOk("tidy_interval"); ok {
 		cfg.TidyInterval = time.Duration(v.(int)) * time.Second
+	}
+	if v, ok := d.GetOk("api_key_reserve"); ok {
+		reserve := v.(int)
+		if reserve < 0 {
+			return logical.ErrorResponse("api_key_reserve must not be negative (0 leaves no API key free for people)"), nil
+		}
+		cfg.APIKeyReserve = &reserve
 	}
 	if v, ok := d.GetOk("root_scopes"); ok {
 		cfg.RootScopes = normalizeScopes(v.([]string))
@@ -478,6 +496,8 @@ func verifyKeys(ctx context.Context, client datadogAPI, cfg *datadogConfig) (ide
 func (b *datadogBackend) pathConfigDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	b.rootLock.Lock()
 	defer b.rootLock.Unlock()
+	b.credsLock.Lock() // waits for the creds requests in flight
+	defer b.credsLock.Unlock()
 	previous, err := getConfig(ctx, req.Storage)
 	if err != nil || previous == nil {
 		return nil, err
@@ -521,7 +541,7 @@ func (b *datadogBackend) checkStranded(ctx context.Context, req *logical.Request
 	if err != nil {
 		return nil, nil, err
 	}
-	var leases, pending int
+	var leases, pending, shared int
 	var left []datadogObject
 	reasons := map[string]bool{}
 	probed := map[string]error{} // by kind and owner: can the new identity reach such objects
@@ -539,13 +559,15 @@ func (b *datadogBackend) checkStranded(ctx context.Context, req *logical.Request
 		}
 		switch {
 		case !stranded:
-		case rec.Issued:
-			leases++
-		default:
+		case !rec.Issued:
 			pending++
+		case rec.Shared != nil:
+			shared++
+		default:
+			leases++
 		}
 	}
-	if leases+pending == 0 {
+	if leases+pending+shared == 0 {
 		return nil, nil, nil
 	}
 
@@ -553,16 +575,19 @@ func (b *datadogBackend) checkStranded(ctx context.Context, req *logical.Request
 	if next == nil {
 		change = "deleted"
 	}
-	held := plural(leases, "lease", "leases")
-	switch {
-	case pending > 0 && leases > 0:
-		held += " and " + plural(pending, "write-ahead log entry", "write-ahead log entries") + " hold"
-	case pending > 0:
-		held = plural(pending, "write-ahead log entry holds", "write-ahead log entries hold")
-	case leases == 1:
-		held += " holds"
-	default:
-		held += " hold"
+	var holders []string
+	for _, h := range []struct {
+		n           int
+		one, plenty string
+	}{{leases, "lease", "leases"}, {shared, "shared API key record", "shared API key records"},
+		{pending, "write-ahead log entry", "write-ahead log entries"}} {
+		if h.n > 0 {
+			holders = append(holders, plural(h.n, h.one, h.plenty))
+		}
+	}
+	held := strings.Join(holders, " and ") + " hold"
+	if leases+pending+shared == 1 {
+		held += "s"
 	}
 	why := strings.Join(slices.Sorted(maps.Keys(reasons)), "; ")
 	if !force {

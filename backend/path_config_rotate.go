@@ -291,7 +291,7 @@ func identifyRoot(ctx context.Context, client datadogAPI, cfg *datadogConfig) (d
 // it when it stops using it (config replaced or deleted, mount disabled),
 // or it would stay valid in Datadog with no one able to delete it.
 func (b *datadogBackend) madeRoot(cfg *datadogConfig) bool {
-	return cfg != nil && cfg.RootKeyID != "" && strings.HasPrefix(cfg.RootKeyName, rootNamePrefix(b.marker))
+	return cfg != nil && cfg.RootKeyID != "" && b.ownRootName(cfg.RootKeyName)
 }
 
 // retireRoot deletes a root credential the engine made and no longer uses,
@@ -317,12 +317,17 @@ func (b *datadogBackend) retireRoot(ctx context.Context, cfg *datadogConfig) err
 // would be lost, so it is deleted first (leases were revoked before).
 func (b *datadogBackend) cleanup(ctx context.Context) {
 	b.stopWatch()
+	b.stopTidy()
 	b.trail.close() // posts the revocations' audit events still queued
 	if b.storage == nil || !b.System().Tainted() || !b.WriteSafeReplicationState() {
 		return
 	}
 	cfg, err := getConfig(ctx, b.storage)
-	if err != nil || !b.madeRoot(cfg) {
+	if err != nil || cfg == nil {
+		return
+	}
+	b.finalSweep(ctx, cfg)
+	if !b.madeRoot(cfg) {
 		return
 	}
 	if err := b.retireRoot(ctx, cfg); err != nil {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -237,7 +238,7 @@ func TestConfigNewOwnerThatCannotReachOldKeysIsRefused(t *testing.T) {
 func TestConfigNewOwnerWithoutTheDeletePermissionIsRefused(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
-	env.writeRole(t, "agent", map[string]interface{}{"credential_type": "api_key"})
+	env.writeRole(t, "agent", map[string]interface{}{"credential_type": "api_key", "api_key_mode": "dynamic"})
 	env.mustDo(t, logical.ReadOperation, "creds/agent", nil)
 
 	standardKey := env.serviceAccountAppKey(t, env.createServiceAccountWithRole(t, "Datadog Standard Role"))
@@ -315,5 +316,39 @@ func TestConfigDeleteForced(t *testing.T) {
 	}
 	if _, err := env.revoke(t, creds); err == nil || !strings.Contains(err.Error(), "not configured") {
 		t.Errorf("revocation without config: %v", err)
+	}
+}
+
+// A config delete while a creds request is in flight, between its look at
+// config and its record, waits for the request: it then sees the lease
+// and refuses, and the key stays revocable.
+func TestConfigDeleteWaitsForCredsInFlight(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "dynamic"})
+	// The request's API key count, before any record, takes a second.
+	if _, err := env.emu.AddFault(emulator.Fault{Operation: "ListAPIKeys", Action: emulator.FaultLatency, Latency: time.Second, Times: 1}); err != nil {
+		t.Fatal(err)
+	}
+	issued := make(chan *logical.Response, 1)
+	go func() {
+		resp, err := env.do(t, logical.ReadOperation, "creds/r", nil)
+		if err != nil || resp.IsError() {
+			t.Errorf("creds: %v %v", err, resp)
+		}
+		issued <- resp
+	}()
+	time.Sleep(300 * time.Millisecond)
+	resp, err := env.do(t, logical.DeleteOperation, "config", nil)
+	creds := <-issued
+	wantUserError(t, resp, err, "config not deleted", "1 lease")
+	if creds == nil {
+		t.FailNow()
+	}
+	if _, err := env.revoke(t, creds); err != nil {
+		t.Fatalf("the lease issued while config was being deleted cannot be revoked: %v", err)
+	}
+	if keys := env.issuedKeys(); len(keys) != 0 {
+		t.Errorf("keys left: %v", keys)
 	}
 }

@@ -52,6 +52,8 @@ func pathCreds(b *datadogBackend) *framework.Path {
 }
 
 func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	b.credsLock.RLock()
+	defer b.credsLock.RUnlock()
 	roleName := d.Get("name").(string)
 	role, err := b.cachedRole(ctx, req.Storage, roleName)
 	if err != nil {
@@ -107,16 +109,49 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 		main.ExpiresAt = &expiresAt
 	}
 	rec.Objects = []datadogObject{main}
-	if kind.withAPIKey && role.APIKeyMode == apiKeyModeDynamic {
+	switch {
+	case role.sharesAPIKey() && kind.name == kindAPIKey:
+		rec.Objects = nil // the lease's credential is the role's shared API key
+	case kind.withAPIKey && role.ownsAPIKey():
 		rec.Objects = append(rec.Objects, datadogObject{Kind: kindAPIKey, Name: name, Owner: cfg.OwnerID, Home: cfg.home()})
 	}
-	rec.LeaseEnds = b.leaseEnds(role, rec.Objects, now).UTC()
+	if role.ownsAPIKey() {
+		if resp, err := b.checkAPIKeyRoom(ctx, sess, roleName); resp != nil || err != nil {
+			return resp, err
+		}
+	}
+	var shared *sharedKey
+	if role.sharesAPIKey() {
+		var resp *logical.Response
+		if shared, resp, err = b.acquireSharedKey(ctx, req.Storage, sess, roleName, role, rec.ID); resp != nil || err != nil {
+			return resp, err
+		}
+		rec.SharedAPIKey = shared.rec.ID
+	}
+	rec.terms = &leaseTerms{role: role, ttl: leaseTTL(role, asked.ttl)}
+	if shared != nil {
+		rec.terms.keyEnds = shared.rec.LeaseEnds // no lease outlives its key
+	}
 
 	secrets, resp, err := b.createForOwner(ctx, req.Storage, sess, role, rec, asked.scopes)
 	if resp != nil || err != nil {
+		if shared != nil {
+			// Whatever the failed request left, it holds no key: let go,
+			// deleting the key when no lease holds it.
+			cleanupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.cleanupBudget())
+			defer cancel()
+			if rerr := b.releaseSharedKey(cleanupCtx, req.Storage, rec.ID); rerr != nil {
+				b.Logger().Warn("a failed creds request could not let go of its role's shared API key; the sweep deletes it once no lease holds it",
+					"record", rec.ID, "role", roleName, "error", rerr)
+			}
+		}
 		return resp, err
 	}
 
+	owner := main.Owner // a pool's request took the service account it created the key for
+	if len(rec.Objects) > 0 {
+		owner = rec.Objects[0].Owner
+	}
 	data := map[string]interface{}{
 		"name":    name,
 		"site":    cfg.Site,
@@ -133,16 +168,19 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 		data["scopes"] = asked.scopes
 	}
 	if kind.serviceAccount {
-		data["service_account_id"] = rec.Objects[0].Owner
+		data["service_account_id"] = owner
 	}
 	if kind.withAPIKey && role.APIKeyMode == apiKeyModeStatic {
 		data["api_key"] = cfg.APIKey
+	}
+	if shared != nil {
+		data["api_key"], data["api_key_id"] = shared.secret, shared.object().ID
 	}
 	internal := map[string]interface{}{
 		"role":       roleName,
 		"record":     rec.ID,
 		"objects":    rec.Objects,
-		"binding":    asked.binding(role.bindingFor(rec.Objects[0].Owner)),
+		"binding":    asked.binding(role.bindingFor(owner)),
 		"lease_ends": rec.LeaseEnds.Format(time.RFC3339Nano),
 		// For the audit events of its renewals and revocation.
 		"display_name": req.DisplayName,
@@ -151,9 +189,11 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 	if asked.ttl > 0 {
 		internal["ttl"] = int64(asked.ttl.Seconds())
 	}
+	if shared != nil {
+		internal["shared_api_key"] = shared.rec.ID
+	}
 	resp = b.Secret(secretType(kind.name)).Response(data, internal)
-	resp.Secret.TTL = leaseTTL(role, asked.ttl)
-	resp.Secret.MaxTTL = b.leaseMaxTTL(role, rec.Objects, now)
+	resp.Secret.TTL, resp.Secret.MaxTTL = rec.terms.ttl, rec.terms.maxTTL
 	b.auditIssued(ctx, req, rec, kind, asked.scopes, resp.Secret)
 	return resp, nil
 }
@@ -185,6 +225,7 @@ func (b *datadogBackend) createObjects(ctx context.Context, s logical.Storage, s
 	}
 
 	rec.Issued = true
+	b.settleLease(rec, time.Now())
 	if err := putRecord(ctx, s, rec); err != nil {
 		// The stored record still says the request is in flight, so the
 		// rollback will delete the keys; no lease may promise them.
@@ -276,6 +317,10 @@ func (b *datadogBackend) createObject(ctx context.Context, client datadogAPI, o 
 func createFailed(kind string, err error) (*logical.Response, error) {
 	switch httpStatus(err) {
 	case http.StatusBadRequest:
+		if kind == kindAPIKey {
+			return logical.ErrorResponse("Datadog refused to create the API key (%v); an organisation holds at most as many API keys as its cap "+
+				"(meta.max_allowed of GET /api/v2/api_keys, 50 by default): use api_key_mode shared, revoke unused leases, or delete unused API keys", err), nil
+		}
 		if limitReached(err) {
 			return logical.ErrorResponse("Datadog refused to create the %s: its owner has reached Datadog's limit of 1000 application keys per user "+
 				"(meta.max_allowed_per_user); revoke unused leases or delete unused keys of that owner (%v)", describeKind(kind), err), nil

@@ -78,7 +78,7 @@ func (env *testEnv) renew(t *testing.T, resp *logical.Response) (*logical.Respon
 func TestCredsIssueUseRevoke(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
-	env.writeRole(t, "agent-role", map[string]interface{}{"scopes": "dashboards_read", "ttl": "15m", "max_ttl": "1h"})
+	env.writeRole(t, "agent-role", map[string]interface{}{"scopes": "dashboards_read", "ttl": "15m", "max_ttl": "1h", "api_key_mode": "dynamic"})
 
 	resp := env.mustDo(t, logical.ReadOperation, "creds/agent-role", nil)
 	if resp.Secret == nil || resp.Secret.TTL != 15*time.Minute || resp.Secret.MaxTTL != time.Hour {
@@ -86,7 +86,7 @@ func TestCredsIssueUseRevoke(t *testing.T) {
 	}
 	d := resp.Data
 	name, _ := d["name"].(string)
-	if !regexp.MustCompile(`^vault-agent-role-token-ci-job-\d{10}-[0-9a-f]{8}[a-z2-7]{16}$`).MatchString(name) {
+	if !regexp.MustCompile(`^vault-agent-role-token-ci-job-\d{10}-[0-9a-f]{16}[a-z2-7]{16}$`).MatchString(name) {
 		t.Errorf("name %q does not trace back to role and requester", name)
 	}
 	if !reflect.DeepEqual(d["scopes"], []string{"dashboards_read"}) || d["site"] != "datadoghq.com" || d["api_url"] != env.url {
@@ -307,7 +307,7 @@ func TestCredsFailureLeavesNoKeyBehind(t *testing.T) {
 func TestCredsRollbackDeletesWhatCleanupCouldNot(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
-	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "dynamic"})
 	fault := &faultyClient{
 		createFails: map[string]error{kindAPIKey: &apiError{Op: "API key creation", Status: http.StatusServiceUnavailable}},
 		commitFirst: true,
@@ -359,7 +359,7 @@ func TestCredentialNameIsSanitizedAndBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(name) > maxNameLength || !regexp.MustCompile(`^vault-role-oidc-Jane-Doe--jane-example\.co-\d{10}-[0-9a-f]{8}[a-z2-7]{16}$`).MatchString(name) {
+	if len(name) > maxNameLength || !regexp.MustCompile(`^vault-role-oidc-Jane-Doe--jane-example\.co-\d{10}-[0-9a-f]{16}[a-z2-7]{16}$`).MatchString(name) {
 		t.Errorf("name %q", name)
 	}
 }
@@ -368,8 +368,15 @@ func TestCredsNameDatadogKeyLimit(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
 	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
-	// Fill the owner's quota directly in the emulator (the seeded key counts).
-	for i := len(env.emu.Keys()) - 1; i < 1000; i++ {
+	// Fill the owner's quota directly in the emulator (its seeded
+	// application key counts; the organisation's API keys do not).
+	held := 0
+	for _, k := range env.emu.Keys() {
+		if k.Kind == emulator.KindApplicationKey && k.OwnerID == env.emu.UserID() {
+			held++
+		}
+	}
+	for i := held; i < 1000; i++ {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest(http.MethodPost, "/api/v2/current_user/application_keys",
 			strings.NewReader(fmt.Sprintf(`{"data":{"type":"application_keys","attributes":{"name":"filler-%d"}}}`, i)))

@@ -17,12 +17,19 @@ const rolePrefix = "roles/"
 
 // Ways a role provides the API key that goes with an application key.
 const (
+	apiKeyModeShared  = "shared"  // one API key per rotation window, held by the window's leases (shared_api_key.go)
 	apiKeyModeDynamic = "dynamic" // a new API key per lease, deleted with it
 	apiKeyModeNone    = "none"    // no API key: the consumer has its own
 	apiKeyModeStatic  = "static"  // the configured api_key, shared by every lease
 )
 
-var apiKeyModes = []string{apiKeyModeDynamic, apiKeyModeNone, apiKeyModeStatic}
+// Shared is the default: Datadog caps an organisation's API keys (50 by
+// default), which per-lease keys would reach within a few dozen leases.
+var apiKeyModes = []string{apiKeyModeShared, apiKeyModeDynamic, apiKeyModeNone, apiKeyModeStatic}
+
+// apiKeyRoleModes are the modes of api_key roles, whose credential is the
+// API key itself.
+var apiKeyRoleModes = []string{apiKeyModeShared, apiKeyModeDynamic}
 
 type datadogRole struct {
 	CredentialType   string        `json:"credential_type"`
@@ -38,6 +45,9 @@ type datadogRole struct {
 	ServiceAccountIDs []string `json:"service_account_ids,omitempty"`
 	// IdleTTL: a credential unused for this long is deleted early; 0: never.
 	IdleTTL time.Duration `json:"idle_ttl,omitempty"`
+	// APIKeyRotation is how long a shared API key is handed to new leases;
+	// 0: the default.
+	APIKeyRotation time.Duration `json:"api_key_rotation,omitempty"`
 }
 
 func (r *datadogRole) kind() credentialKind { return credentialKinds[r.CredentialType] }
@@ -60,11 +70,17 @@ func (r *datadogRole) responseData() map[string]interface{} {
 		"ttl":                int64(r.TTL.Seconds()),
 		"max_ttl":            int64(r.MaxTTL.Seconds()),
 		"idle_ttl":           int64(r.IdleTTL.Seconds()),
+		"api_key_rotation":   int64(r.apiKeyRotation().Seconds()),
 	}
 	// Fields that do not apply to the kind are left out rather than shown empty.
 	if !r.kind().withAPIKey {
-		delete(data, "api_key_mode")
 		delete(data, "allow_unscoped")
+		if r.CredentialType != kindAPIKey {
+			delete(data, "api_key_mode")
+		}
+	}
+	if !r.sharesAPIKey() {
+		delete(data, "api_key_rotation")
 	}
 	if !r.kind().serviceAccount {
 		delete(data, "service_account_id")
@@ -130,10 +146,18 @@ func pathRoles(b *datadogBackend) []*framework.Path {
 				},
 				"api_key_mode": {
 					Type:          framework.TypeString,
-					Default:       apiKeyModeDynamic,
+					Default:       apiKeyModeShared,
 					AllowedValues: stringsToAny(apiKeyModes),
-					Description: "API key returned with the application key: dynamic (a new API key per lease, deleted " +
-						"with it), none (no API key), or static (the engine's own api_key, shared and never rotated; explicit opt-in).",
+					Description: "API key returned with the application key, and how api_key roles issue theirs: shared (the default: " +
+						"one API key per api_key_rotation window, handed to every lease of the window and deleted as soon as no lease " +
+						"holds it), dynamic (a new API key per lease, deleted with it; refused while the organisation is within " +
+						"config's api_key_reserve of Datadog's API key cap), none (no API key), or static (the engine's own api_key, " +
+						"shared and never rotated; explicit opt-in). api_key roles take shared or dynamic.",
+				},
+				"api_key_rotation": {
+					Type: framework.TypeDurationSecond,
+					Description: "With api_key_mode shared: how long one API key is handed to new leases before the next lease " +
+						"gets a new one, such as 24h (the default); at least 1m. A lease keeps its key until it ends.",
 				},
 				"ttl": {
 					Type:        framework.TypeDurationSecond,
@@ -182,7 +206,7 @@ func pathRoles(b *datadogBackend) []*framework.Path {
 			},
 			ExistenceCheck:  b.pathRoleExists,
 			HelpSynopsis:    pathRoleHelpSyn,
-			HelpDescription: pathRoleHelpDesc,
+			HelpDescription: pathRoleHelpDesc + pathRoleAPIKeyHelp,
 		},
 		{
 			Pattern: rolePrefix + "?$",
@@ -328,6 +352,9 @@ func (b *datadogBackend) pathRoleWrite(ctx context.Context, req *logical.Request
 	if v, ok := d.GetOk("idle_ttl"); ok {
 		role.IdleTTL = time.Duration(v.(int)) * time.Second
 	}
+	if v, ok := d.GetOk("api_key_rotation"); ok {
+		role.APIKeyRotation = time.Duration(v.(int)) * time.Second
+	}
 
 	if msg, err := b.validateRole(ctx, req, role); msg != "" || err != nil {
 		if err != nil {
@@ -360,6 +387,10 @@ func (b *datadogBackend) pathRoleWrite(ctx context.Context, req *logical.Request
 	if role.kind().withAPIKey && role.APIKeyMode == apiKeyModeStatic {
 		resp.AddWarning("api_key_mode static hands out the engine's own API key, which no lease revocation removes")
 	}
+	if role.ownsAPIKey() {
+		resp.AddWarning("api_key_mode dynamic makes one API key per lease: Datadog caps an organisation's API keys (50 by default), " +
+			"and creds are refused once the organisation nears its cap; api_key_mode shared hands one key per window to every lease")
+	}
 	if len(resp.Warnings) == 0 {
 		return nil, nil
 	}
@@ -377,6 +408,11 @@ func (b *datadogBackend) validateRole(ctx context.Context, req *logical.Request,
 		return fmt.Sprintf("credential_type %q is not supported; allowed: %s", role.CredentialType, strings.Join(credentialTypeNames(), ", ")), nil
 	case !slices.Contains(apiKeyModes, role.APIKeyMode):
 		return fmt.Sprintf("api_key_mode %q is not valid; allowed: %s", role.APIKeyMode, strings.Join(apiKeyModes, ", ")), nil
+	case kind.name == kindAPIKey && !slices.Contains(apiKeyRoleModes, role.APIKeyMode):
+		return fmt.Sprintf("api_key_mode %q does not apply to credential_type api_key, whose credential is the API key itself; allowed: %s",
+			role.APIKeyMode, strings.Join(apiKeyRoleModes, ", ")), nil
+	case role.APIKeyRotation < 0 || role.APIKeyRotation > 0 && role.APIKeyRotation < minAPIKeyRotation:
+		return fmt.Sprintf("api_key_rotation %s is not allowed: give at least %s, or 0 for the default %s", role.APIKeyRotation, minAPIKeyRotation, defaultAPIKeyRotation), nil
 	case role.TTL < 0 || role.MaxTTL < 0:
 		return "ttl and max_ttl must not be negative", nil
 	case role.MaxTTL > 0 && role.TTL > role.MaxTTL:
@@ -475,7 +511,8 @@ A role names the kind of Datadog credential that creds/<role> issues
 service account that owns it (service_account_id, for the service account
 types; or service_account_ids, several of them sharing the keys of a
 service_account_application_key role), whether an API key comes with an
-application key (api_key_mode), how issued credentials are named in Datadog
+application key, or how an api_key role issues its API key (api_key_mode,
+api_key_rotation), how issued credentials are named in Datadog
 (name_template), how long their leases last (ttl, max_ttl), and how long an
 issued credential may go unused before the engine deletes it early
 (idle_ttl: 0, the default, never; at least 1m and at most max_ttl; the lease
@@ -493,7 +530,9 @@ role issues another credential_type, service account or scopes, or is deleted.
 
 A read returns credential_type, scopes, name_template (the default when none
 was set), ttl, max_ttl and idle_ttl in seconds, allow_unscoped and api_key_mode for the
-application key types, and service_account_id for the service account types.
+application key types, api_key_mode for api_key roles, api_key_rotation in
+seconds with api_key_mode shared, and service_account_id for the service
+account types.
 For service_account_application_key roles it also returns
 service_account_ids and service_account_counts: for each service account of
 the role, the application keys this mount's leases hold (all roles
@@ -508,6 +547,22 @@ it nears the limit, and the next one when Datadog refuses a key at the limit;
 the request is refused only when every one is full. Leases renew while their
 service account is still one of the role's. service_account_id and
 service_account_ids are exclusive: a write giving one replaces the other.
+`
+
+const pathRoleAPIKeyHelp = `
+Datadog caps the API keys of an organisation (50 by default; the listing's
+meta.max_allowed). With api_key_mode shared (the default) a role keeps one
+API key per api_key_rotation window (default 24h) and hands it to every lease
+issued in the window; the key is deleted as soon as no lease holds it
+(revoked, expired, killed by the watch, tidied), whether or not the window
+has closed, and a closed window only stops it being handed to new leases. A
+lease keeps the key it was issued with until it ends, renewals included, so
+no lease outlives its key: a lease issued in a window ends at the latest at
+the window's end plus its max_ttl. A shared API key can submit data for the
+window's leases, never read: reading takes the application key, which stays
+per lease. With api_key_mode dynamic each lease gets an API key of its own;
+creds are refused with a 400 naming the cap and the count while the
+organisation holds more than its cap less config's api_key_reserve.
 `
 
 const pathRoleListHelpSyn = `List the configured roles.`

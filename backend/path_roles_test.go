@@ -18,14 +18,15 @@ func TestRoleLifecycle(t *testing.T) {
 	})
 	resp := env.mustDo(t, logical.ReadOperation, "roles/ci", nil)
 	want := map[string]interface{}{
-		"credential_type": "application_key",
-		"scopes":          []string{"dashboards_read", "monitors_read"},
-		"api_key_mode":    "dynamic",
-		"allow_unscoped":  false,
-		"name_template":   defaultNameTemplate,
-		"ttl":             int64(1800),
-		"max_ttl":         int64(0),
-		"idle_ttl":        int64(0),
+		"credential_type":  "application_key",
+		"scopes":           []string{"dashboards_read", "monitors_read"},
+		"api_key_mode":     "shared",
+		"api_key_rotation": int64(86400),
+		"allow_unscoped":   false,
+		"name_template":    defaultNameTemplate,
+		"ttl":              int64(1800),
+		"max_ttl":          int64(0),
+		"idle_ttl":         int64(0),
 	}
 	if !reflect.DeepEqual(resp.Data, want) {
 		t.Errorf("role = %#v, want %#v", resp.Data, want)
@@ -35,6 +36,7 @@ func TestRoleLifecycle(t *testing.T) {
 	env.mustDo(t, logical.UpdateOperation, "roles/ci", map[string]interface{}{"api_key_mode": "none", "max_ttl": "2h"})
 	resp = env.mustDo(t, logical.ReadOperation, "roles/ci", nil)
 	want["api_key_mode"], want["max_ttl"] = "none", int64(7200)
+	delete(want, "api_key_rotation") // shared keys only
 	if !reflect.DeepEqual(resp.Data, want) {
 		t.Errorf("role after partial update = %#v, want %#v", resp.Data, want)
 	}

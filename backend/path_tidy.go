@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -161,17 +160,34 @@ func (b *datadogBackend) pathTidyStatusRead(ctx context.Context, req *logical.Re
 func (b *datadogBackend) startTidy(s logical.Storage, sess *session, dryRun bool, buffer time.Duration) bool {
 	b.tidyLock.Lock()
 	defer b.tidyLock.Unlock()
-	if b.tidyRunning != nil && b.tidyRunning.State == "running" {
+	if b.tidyClosed || b.tidyRunning != nil && b.tidyRunning.snapshot().State == "running" {
 		return false
 	}
 	status := &tidyStatus{State: "running", StartedAt: time.Now().UTC(), DryRun: dryRun, Buffer: buffer, ByKind: map[string]*tidyCount{}}
 	b.tidyRunning = status
+	ctx, cancel := context.WithTimeout(context.Background(), tidyTimeout)
+	done := make(chan struct{})
+	b.tidyCancel, b.tidyDone = cancel, done
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), tidyTimeout)
+		defer close(done)
 		defer cancel()
 		b.tidy(ctx, s, sess, status)
 	}()
 	return true
+}
+
+// stopTidy cancels a running tidy and waits for it to return: a backend
+// being cleaned up (plugin reload, step-down, unmount) must not go on
+// deleting from storage another instance now owns.
+func (b *datadogBackend) stopTidy() {
+	b.tidyLock.Lock()
+	b.tidyClosed = true
+	cancel, done := b.tidyCancel, b.tidyDone
+	b.tidyLock.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
 }
 
 // lastTidy is the running or last tidy, from memory or, after a restart,
@@ -253,21 +269,26 @@ func (b *datadogBackend) tidyRun(ctx context.Context, s logical.Storage, sess *s
 			continue
 		}
 		for _, o := range objects {
-			if strings.HasPrefix(o.Name, rootNamePrefix(b.marker)) {
+			if b.ownRootName(o.Name) {
 				b.tidyRoot(ctx, s, sess, status, o)
 				continue
 			}
 			marker, recordID, ours := parseName(o.Name)
-			if !ours || marker != b.marker {
+			if !ours || !b.ownMarker(marker) {
 				continue // never another mount's, nor anything the engine did not name
 			}
 			listed[o.Kind+"/"+o.ID] = true
+			// Under the record's lock: a renewal moving the lease's expiry
+			// waits, and is refused once the expiry has passed.
+			lock := b.recordLock(recordID)
+			lock.Lock()
 			reason, err := b.tidyReason(ctx, s, recordID, status.Buffer)
+			if err == nil && reason != "" && b.tidyDelete(ctx, sess, status, o.datadogObject, reason) {
+				listed[o.Kind+"/"+o.ID] = false // its record, if any, may go below
+			}
+			lock.Unlock()
 			if err != nil {
 				return err
-			}
-			if reason != "" && b.tidyDelete(ctx, sess, status, o.datadogObject, reason) {
-				listed[o.Kind+"/"+o.ID] = false // its record, if any, may go below
 			}
 		}
 	}
@@ -277,10 +298,15 @@ func (b *datadogBackend) tidyRun(ctx context.Context, s logical.Storage, sess *s
 	// not proof (listings may lag behind creates: records younger than the
 	// buffer wait): each object is asked for by its id.
 	for _, rec := range before {
-		ended := time.Since(rec.LeaseEnds) > status.Buffer
+		ended := rec.ended(status.Buffer)
 		// A killed credential's record stays while its lease may live: its
 		// renewals say why they are refused.
 		if !rec.Issued || !ended && (time.Since(rec.CreatedAt) < status.Buffer || rec.Killed != nil) {
+			continue
+		}
+		// A lease that holds a shared API key accounts for it until it ends,
+		// whatever became of its own keys.
+		if rec.SharedAPIKey != "" && !ended {
 			continue
 		}
 		gone := true
@@ -319,6 +345,8 @@ func (b *datadogBackend) tidyReason(ctx context.Context, s logical.Storage, reco
 		return "no lease or write-ahead log entry accounts for it", nil
 	case rec.Issued && !rec.LeaseEnds.IsZero() && time.Since(rec.LeaseEnds) > buffer:
 		return fmt.Sprintf("its lease ended at %s at the latest", rec.LeaseEnds.Format(time.RFC3339)), nil
+	case rec.Issued && rec.Expires != nil && time.Since(*rec.Expires) > buffer:
+		return fmt.Sprintf("its lease expired at %s, and was not renewed", rec.Expires.Format(time.RFC3339)), nil
 	}
 	return "", nil
 }
@@ -415,6 +443,70 @@ func (b *datadogBackend) tidyClasses(ctx context.Context, s logical.Storage, cfg
 	}
 	sort.Slice(classes, func(i, j int) bool { return classes[i].Kind+classes[i].Owner < classes[j].Kind+classes[j].Owner })
 	return classes, nil
+}
+
+// finalSweepTimeout bounds the sweep of a mount being disabled.
+const finalSweepTimeout = 5 * time.Minute
+
+// finalSweep runs when the mount is disabled, once Vault has revoked its
+// leases and before the engine lets go of its root key: every credential
+// that carries this mount's marker is then an orphan (a WAL entry whose
+// rollback failed, a create Datadog applied after the engine looked for
+// it), and the mount's storage, the last record naming it, is about to be
+// cleared. It deletes each one, those its records name by id as well as
+// those Datadog lists, and logs every one it could not delete.
+func (b *datadogBackend) finalSweep(ctx context.Context, cfg *datadogConfig) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalSweepTimeout)
+	defer cancel()
+	client, err := b.newClient(cfg, b.Logger())
+	if err != nil {
+		b.Logger().Error("the mount is disabled, but its Datadog credentials could not be swept", "error", err)
+		return
+	}
+	sess := &session{cfg: cfg, client: client}
+	recs, err := records(ctx, b.storage)
+	if err != nil {
+		b.Logger().Error("the mount is disabled, but its records could not be read for the final sweep", "error", err)
+	}
+	var left []datadogObject
+	for _, rec := range recs {
+		for _, o := range rec.Objects {
+			if err := b.deleteObjects(ctx, sess, []datadogObject{o}, rec.CreatedAt.Add(-maxClockSkew)); err != nil {
+				left = append(left, o)
+				b.Logger().Debug("final sweep: a recorded credential could not be deleted", "id", o.ID, "name", o.Name, "error", err)
+			}
+		}
+	}
+	classes, err := b.tidyClasses(ctx, b.storage, cfg, recs)
+	if err != nil {
+		b.Logger().Error("the mount is disabled, but the owners of its credentials could not be listed", "error", err)
+	}
+	var unlisted []error
+	for _, class := range classes {
+		objects, err := sess.client.List(ctx, class, tidyMaxPages)
+		if err != nil {
+			unlisted = append(unlisted, fmt.Errorf("%ss of %s: %w", describeKind(class.Kind), describeOwner(class.Owner), err))
+			continue
+		}
+		for _, o := range objects {
+			if marker, _, ours := parseName(o.Name); !ours || !b.ownMarker(marker) {
+				continue
+			}
+			if err := sess.client.Delete(ctx, o.datadogObject); err != nil && !errors.Is(err, errNotFound) {
+				left = append(left, o.datadogObject)
+				continue
+			}
+			b.Logger().Warn("final sweep of the disabled mount deleted a Datadog credential no lease held", "kind", o.Kind, "id", o.ID, "name", o.Name)
+		}
+	}
+	for _, o := range left {
+		b.Logger().Error("the mount is disabled, but a Datadog credential it made could not be deleted: delete it in Datadog",
+			"kind", o.Kind, "id", o.ID, "name", o.Name, "owner", o.Owner, "org", o.Home.OrgID)
+	}
+	if err := errors.Join(unlisted...); err != nil {
+		b.Logger().Error("the mount is disabled, but Datadog could not list some of its credentials: look for names ending in -"+b.marker+
+			"<16 characters> in Datadog and delete them", "error", err)
+	}
 }
 
 // describeOwner names a listing's owner for a message: a user, or the

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -48,7 +49,7 @@ func (env *testEnv) createKeyNamed(t *testing.T, name string) string {
 func TestTidyDeletesWhatNoLeaseAccountsFor(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
-	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "dynamic"})
 	live := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
 	lost := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
 
@@ -103,7 +104,7 @@ func TestTidyDeletesWhatNoLeaseAccountsFor(t *testing.T) {
 func TestTidyDropsRecordsOfKeysDeletedOutsideVault(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
-	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "dynamic"})
 	creds := env.mustDo(t, logical.ReadOperation, "creds/r", nil)
 	for _, k := range env.issuedKeys() {
 		env.emu.DeleteKey(k.ID)
@@ -187,4 +188,87 @@ func TestTidyBadInput(t *testing.T) {
 	wantUserError(t, resp, err, "safety_buffer")
 	resp, err = env.do(t, logical.UpdateOperation, "config", map[string]interface{}{"tidy_interval": "-1s"})
 	wantUserError(t, resp, err, "tidy_interval")
+}
+
+// Disabling the mount deletes every credential of its marker before the
+// mount's storage goes: an orphan waiting for the next tidy, and a WAL
+// entry's key whose rollback failed.
+func TestDisablingTheMountLeavesNoKeyOfItsMarker(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "dynamic"})
+	orphan := env.createKeyNamed(t, "vault-r-token-1795700000-"+env.b.marker+"abcdefghijklmnop")
+	foreign := env.createKeyNamed(t, "vault-r-token-1795700000-"+mountMarker("another mount")+"abcdefghijklmnop")
+
+	// A request whose API key create fails and whose clean-up and
+	// rollback cannot delete its application key.
+	fault := &faultyClient{
+		createFails: map[string]error{kindAPIKey: &apiError{Op: "API key creation", Status: http.StatusServiceUnavailable}},
+		commitFirst: true,
+		deleteFails: &apiError{Op: "deletion", Status: http.StatusServiceUnavailable},
+	}
+	env.injectFaults(fault)
+	if _, err := env.do(t, logical.ReadOperation, "creds/r", nil); err == nil {
+		t.Fatal("creds read succeeded despite the fault")
+	}
+	if err := env.rollbackNow(t); err == nil {
+		t.Fatal("the rollback succeeded although every deletion fails")
+	}
+	stuck := env.issuedKeys()
+	if len(stuck) < 3 {
+		t.Fatalf("want the orphans and the stuck request's keys in Datadog, got %v", stuck)
+	}
+
+	// Datadog recovers as the mount is disabled.
+	fault.deleteFails = nil
+	env.b.newClient = newDatadogClient
+	env.b.System().(*logical.StaticSystemView).TaintedVal = true
+	env.b.Cleanup(context.Background())
+	for _, k := range env.issuedKeys() {
+		if k.ID != foreign {
+			t.Errorf("%s %s (%s) of the disabled mount is still in Datadog", k.Kind, k.ID, k.Name)
+		}
+	}
+	if !env.keyExists(foreign) {
+		t.Error("disabling a mount deleted another mount's key")
+	}
+	if env.keyExists(orphan) {
+		t.Error("the orphan survived the mount")
+	}
+}
+
+// Cleanup (plugin reload, step-down, unmount) stops a running tidy and
+// waits for it: no old instance goes on deleting from stale storage.
+func TestCleanupStopsTheRunningTidy(t *testing.T) {
+	env := newTestEnv(t)
+	env.configure(t)
+	// Datadog's listings hang until the call is cancelled.
+	env.b.newClient = func(cfg *datadogConfig, logger hclog.Logger) (datadogAPI, error) {
+		real, err := newDatadogClient(cfg, logger)
+		return hangingList{real}, err
+	}
+	env.b.reset()
+	env.mustDo(t, logical.UpdateOperation, "tidy", nil)
+	time.Sleep(200 * time.Millisecond)
+	began := time.Now()
+	env.b.Cleanup(context.Background())
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("cleanup took %s", took)
+	}
+	env.b.tidyLock.Lock()
+	status := env.b.tidyRunning.snapshot()
+	env.b.tidyLock.Unlock()
+	if status.State == "running" {
+		t.Fatal("a tidy still runs after its backend was cleaned up")
+	}
+	if env.b.startTidy(env.storage, nil, false, 0) {
+		t.Error("a cleaned-up backend started another tidy")
+	}
+}
+
+type hangingList struct{ datadogAPI }
+
+func (hangingList) List(ctx context.Context, _ datadogObject, _ int) ([]listedObject, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
 }

@@ -296,10 +296,10 @@ func (b *datadogBackend) checkServiceAccounts(ctx context.Context, s logical.Sto
 // limit all the same. Every service account application key is counted
 // for its owner from the moment it is chosen.
 func (b *datadogBackend) createForOwner(ctx context.Context, s logical.Storage, sess *session, role *datadogRole, rec *credentialRecord, scopes []string) ([]string, *logical.Response, error) {
-	main := &rec.Objects[0]
-	if main.Kind != kindServiceAccountApplicationKey {
+	if len(rec.Objects) == 0 || rec.Objects[0].Kind != kindServiceAccountApplicationKey {
 		return b.createObjects(ctx, s, sess, rec, scopes)
 	}
+	main := &rec.Objects[0]
 	if err := b.ownerKeys.ensure(ctx, s); err != nil {
 		return nil, nil, fmt.Errorf("error counting the engine's application keys per service account: %w", err)
 	}
@@ -448,6 +448,27 @@ func (c *datadogClient) ApplicationKeyCount(ctx context.Context, owner string) (
 		return 0, 0, errors.New("Datadog application key count: the answer had no meta.page.total_filtered_count")
 	}
 	return int(*total), int(meta.GetMaxAllowedPerUser()), nil
+}
+
+// APIKeyCount reads the organisation's API key count and cap from one
+// listing page's meta.
+func (c *datadogClient) APIKeyCount(ctx context.Context) (int, int, error) {
+	var out datadogV2.APIKeysResponse
+	err := c.call(ctx, "API key count", true, func(ctx context.Context) (resp *http.Response, err error) {
+		opts := datadogV2.NewListAPIKeysOptionalParameters().WithPageSize(1)
+		out, resp, err = c.keys.ListAPIKeys(ctx, *opts)
+		return resp, err
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	meta := out.GetMeta()
+	page := meta.GetPage()
+	total, ok := page.GetTotalFilteredCountOk()
+	if !ok || total == nil {
+		return 0, 0, errors.New("Datadog API key count: the answer had no meta.page.total_filtered_count")
+	}
+	return int(*total), int(meta.GetMaxAllowed()), nil
 }
 
 // bindingFor is what a lease of the role holds: the role's binding, with

@@ -344,7 +344,7 @@ func TestPoolCountsFollowTheRecords(t *testing.T) {
 	env, sas := poolEnv(t, 0, 2)
 	a, b := sas[0], sas[1]
 	env.writeRole(t, "p", map[string]interface{}{"credential_type": "service_account_application_key", "scopes": "dashboards_read",
-		"service_account_ids": a + "," + b})
+		"service_account_ids": a + "," + b, "api_key_mode": "dynamic"})
 	ofA := env.mustDo(t, logical.ReadOperation, "creds/p", nil)
 	env.mustDo(t, logical.ReadOperation, "creds/p", nil)
 	// A role of one of them counts for the same owner.

@@ -42,12 +42,30 @@ type credentialRecord struct {
 	// LeaseEnds is the latest its lease can end, renewals included: after
 	// it, tidy may delete what the lease still holds.
 	LeaseEnds time.Time `json:"lease_ends"`
+	// Expires is when the lease ends unless renewed: set at issue from the
+	// TTL the engine returns, moved by every renewal before it is answered.
+	// A lease Vault forgot (force-revoked, never stored) ends here, and
+	// tidy deletes its keys once it is past, not only at LeaseEnds.
+	Expires *time.Time `json:"expires,omitempty"`
+	// terms fix LeaseEnds and Expires once the keys exist (creds path).
+	terms *leaseTerms
 	// Killed is set when the engine deleted the credential before its
 	// lease ended (leaked, idle): its renewals are refused.
 	Killed *killed `json:"killed,omitempty"`
 	// Who asked for it: the Vault display name and entity of the request.
 	DisplayName string `json:"display_name,omitempty"`
 	EntityID    string `json:"entity_id,omitempty"`
+	// SharedAPIKey is the record of the role's shared API key the lease
+	// holds (api_key_mode shared); Shared marks that record itself
+	// (shared_api_key.go).
+	SharedAPIKey string        `json:"shared_api_key,omitempty"`
+	Shared       *sharedWindow `json:"shared,omitempty"`
+}
+
+// ended reports whether the record's lease ended longer than buffer ago:
+// past its latest end, or past its expiry without a renewal.
+func (rec *credentialRecord) ended(buffer time.Duration) bool {
+	return time.Since(rec.LeaseEnds) > buffer || rec.Expires != nil && time.Since(*rec.Expires) > buffer
 }
 
 // newRecordID returns 16 random characters of lowercase base32 (80 bits):
@@ -76,7 +94,13 @@ func getRecord(ctx context.Context, s logical.Storage, id string) (*credentialRe
 	return rec, nil
 }
 
+// deleteRecord removes a record whose own objects are gone. A lease that
+// held a shared API key lets go of it first (deleting it when it was the
+// last holder); a shared key's record takes its stored secret with it.
 func (b *datadogBackend) deleteRecord(ctx context.Context, s logical.Storage, id string) error {
+	if err := b.releaseSharedKey(ctx, s, id); err != nil {
+		return err
+	}
 	b.issuedRecords.Delete(id)
 	lock := b.recordLock(id)
 	lock.Lock()
@@ -85,7 +109,7 @@ func (b *datadogBackend) deleteRecord(ctx context.Context, s logical.Storage, id
 		return err
 	}
 	b.ownerKeys.forget(id)
-	return nil
+	return b.forgetSharedKey(ctx, s, id)
 }
 
 // records reads every record, for the rare operations that need them all.
@@ -119,8 +143,8 @@ func (b *datadogBackend) periodicFunc(ctx context.Context, req *logical.Request)
 	}
 	_, immediate := req.Data["immediate"]
 	immediate = immediate || b.System().Tainted()
-	return errors.Join(b.rollback(ctx, req, immediate), b.rollbackRotations(ctx, req, immediate), b.periodicRotation(ctx, req.Storage), b.periodicTidy(ctx, req.Storage),
-		b.periodicWatch(ctx, req.Storage))
+	return errors.Join(b.rollback(ctx, req, immediate), b.sweepSharedKeys(ctx, req.Storage, immediate), b.rollbackRotations(ctx, req, immediate),
+		b.periodicRotation(ctx, req.Storage), b.periodicTidy(ctx, req.Storage), b.periodicWatch(ctx, req.Storage))
 }
 
 // rollback replays the WAL entries of creds requests that did not issue a

@@ -56,7 +56,7 @@ func (env *testEnv) failCalls(t *testing.T, operation string, status int) (stop 
 func TestRollbackDeletesByRecordedIDs(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
-	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "dynamic"})
 
 	// The application key is created; the API key create fails for sure;
 	// deleting the application key fails, so it must wait for the rollback.
@@ -238,7 +238,7 @@ func TestRollbackWaitsForTheRequestToEnd(t *testing.T) {
 func TestCrashAfterCreateBeforeTheLeaseIsRecorded(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
-	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read"})
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "dynamic"})
 	env.injectFaults(&faultyClient{crashOn: kindAPIKey})
 	func() {
 		defer func() { recover() }()

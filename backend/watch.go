@@ -333,9 +333,11 @@ func (b *datadogBackend) watchRecord(ctx context.Context, s logical.Storage, ses
 		}
 		states[i] = st
 	}
-	status.mu.Lock()
-	status.Checked++
-	status.mu.Unlock()
+	if rec.Shared == nil { // a shared API key is checked, but is no lease
+		status.mu.Lock()
+		status.Checked++
+		status.mu.Unlock()
+	}
 	verdict := judge(rec.Objects, states, idleTTL, time.Now())
 	if verdict == nil {
 		return
@@ -370,6 +372,12 @@ func (b *datadogBackend) kill(ctx context.Context, s logical.Storage, sess *sess
 	}
 	verdict.Deleted = true
 	b.Logger().Warn("deleted a credential in Datadog before its lease ended: renewals of its lease are refused", args...)
+	// A killed shared API key goes to no new lease; a killed lease lets go
+	// of the shared API key it held.
+	b.retireSharedKey(rec.ID)
+	if err := b.releaseSharedKey(ctx, s, rec.ID); err != nil {
+		b.Logger().Warn("a killed lease could not let go of its role's shared API key; it is deleted once no lease holds it", "record", rec.ID, "error", err)
+	}
 	trail.Reason = verdict.Reason
 	event := auditLeak
 	if verdict.Cause == causeIdle {

@@ -68,11 +68,11 @@ func TestWatchKillsLeakedCredentials(t *testing.T) {
 	env.configure(t)
 	sa := env.createServiceAccountWithRole(t, "Datadog Admin Role")
 	roles := map[string]map[string]interface{}{
-		"app":   {"scopes": "dashboards_read"},
-		"sa":    {"credential_type": "service_account_application_key", "service_account_id": sa, "scopes": "dashboards_read"},
+		"app":   {"scopes": "dashboards_read", "api_key_mode": "dynamic"},
+		"sa":    {"credential_type": "service_account_application_key", "service_account_id": sa, "scopes": "dashboards_read", "api_key_mode": "dynamic"},
 		"pat":   {"credential_type": "personal_access_token", "scopes": "dashboards_read"},
 		"sat":   {"credential_type": "service_access_token", "service_account_id": sa, "scopes": "dashboards_read"},
-		"agent": {"credential_type": "api_key"},
+		"agent": {"credential_type": "api_key", "api_key_mode": "dynamic"},
 	}
 	leaks := map[string]string{"app": "api_key_id", "sa": "application_key_id", "pat": "access_token_id", "sat": "access_token_id", "agent": "api_key_id"}
 	leased := map[string]*logical.Response{}
@@ -152,8 +152,8 @@ func TestRenewKillsLeakedCredential(t *testing.T) {
 func TestWatchKillsIdleCredentials(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
-	env.writeRole(t, "idle", map[string]interface{}{"scopes": "dashboards_read", "idle_ttl": "1m"})
-	env.writeRole(t, "forever", map[string]interface{}{"scopes": "dashboards_read"})
+	env.writeRole(t, "idle", map[string]interface{}{"scopes": "dashboards_read", "idle_ttl": "1m", "api_key_mode": "dynamic"})
+	env.writeRole(t, "forever", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "dynamic"})
 	unused := env.mustDo(t, logical.ReadOperation, "creds/idle", nil)
 	used := env.mustDo(t, logical.ReadOperation, "creds/idle", nil)
 	halfUsed := env.mustDo(t, logical.ReadOperation, "creds/idle", nil)

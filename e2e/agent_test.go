@@ -103,13 +103,13 @@ func followAgentKeys(t *testing.T, dd *datadog, client *api.Client, mount, role 
 		t.Errorf("DD_SITE=%q, want the configured site datadoghq.com", first.site)
 	}
 	requireWorkingKeys(t, dd, first, []string{"/api/v1/dashboard", "/api/v1/monitor"}, []string{"/api/v2/api_keys"})
-	ids := requireOneLease(t, dd, client, mount, role, seen)
+	ids, shared := requireOneLease(t, dd, client, mount, role, seen)
 
 	var second ddEnv
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		env, err := current()
-		if err == nil && env.apiKey != first.apiKey {
+		if err == nil && env.appKey != first.appKey {
 			second = env
 			break
 		}
@@ -118,10 +118,15 @@ func followAgentKeys(t *testing.T, dd *datadog, client *api.Client, mount, role 
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if second.appKey == first.appKey {
-		t.Errorf("the agent replaced DD_API_KEY but kept DD_APP_KEY")
+	switch {
+	case shared != "" && second.apiKey != first.apiKey:
+		t.Errorf("the agent's next lease, in the same window of the role's shared API key, got another DD_API_KEY")
+	case shared == "" && second.apiKey == first.apiKey:
+		t.Errorf("the agent replaced DD_APP_KEY but kept its lease's own DD_API_KEY")
 	}
-	dd.waitKeysGone(t, time.Minute, ids...)
+	// The first lease's own keys go with it; a shared API key stays while
+	// the next lease holds it.
+	dd.waitKeysGone(t, time.Minute, slices.DeleteFunc(ids, func(id string) bool { return id == shared })...)
 	if got := dd.get(t, "/api/v2/validate_keys", first.apiKey, first.appKey); got != http.StatusForbidden {
 		t.Errorf("GET /api/v2/validate_keys with the first keys after their max TTL: HTTP %d, want 403", got)
 	}
@@ -167,8 +172,9 @@ func requireWorkingKeys(t *testing.T, dd *datadog, env ddEnv, allowed, denied []
 // requireOneLease checks that the agent's first keys came from one lease:
 // one lease of the role issued by the time they were seen, and one pair of
 // keys in Datadog, an application key with the role's scopes and an API
-// key. It returns the keys' ids.
-func requireOneLease(t *testing.T, dd *datadog, client *api.Client, mount, role string, seen time.Time) []string {
+// key, the lease's own or the role's shared one. It returns the keys' ids,
+// and that of the API key when it is shared.
+func requireOneLease(t *testing.T, dd *datadog, client *api.Client, mount, role string, seen time.Time) (ids []string, sharedAPIKey string) {
 	t.Helper()
 	var issued []string
 	for _, id := range listLeases(t, client, mount, role) {
@@ -195,12 +201,15 @@ func requireOneLease(t *testing.T, dd *datadog, client *api.Client, mount, role 
 			keys = append(keys, k)
 		}
 	}
-	if len(keys) != 2 || keys[0].Name != keys[1].Name || keys[0].Kind == keys[1].Kind {
-		t.Fatalf("Datadog holds %+v for role %s, want one application key and one API key of one credential", keys, role)
+	if len(keys) != 2 || keys[0].Kind == keys[1].Kind ||
+		keys[0].Name != keys[1].Name && !strings.HasPrefix(keys[0].Name, "vault-"+role+"-shared-") && !strings.HasPrefix(keys[1].Name, "vault-"+role+"-shared-") {
+		t.Fatalf("Datadog holds %+v for role %s, want one application key and one API key (its own, or the role's shared one) of one credential", keys, role)
 	}
-	var ids []string
 	for _, k := range keys {
 		ids = append(ids, k.ID)
+		if k.Kind == emulator.KindAPIKey && strings.HasPrefix(k.Name, "vault-"+role+"-shared-") {
+			sharedAPIKey = k.ID
+		}
 		if k.Kind == emulator.KindApplicationKey {
 			roleData, err := client.Logical().Read(mount + "/roles/" + role)
 			if err != nil || roleData == nil {
@@ -215,7 +224,7 @@ func requireOneLease(t *testing.T, dd *datadog, client *api.Client, mount, role 
 			}
 		}
 	}
-	return ids
+	return ids, sharedAPIKey
 }
 
 // listLeases lists the ids of the role's outstanding leases.

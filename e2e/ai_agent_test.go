@@ -130,7 +130,7 @@ func TestAIAgentExample(t *testing.T) {
 		`"auth/ai-agents"`, `"auth/`+approle+`"`)
 	env, seen := waitAgentKeys(t, agent.childEnv, time.Minute)
 	requireWorkingKeys(t, dd, env, []string{"/api/v1/monitor"}, []string{"/api/v1/dashboard"})
-	ids := requireOneLease(t, dd, client, mount, "ai-agent", seen)
+	ids, _ := requireOneLease(t, dd, client, mount, "ai-agent", seen)
 	if _, err := os.Stat(filepath.Join(dir, "secret-id")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the secret-id file is still there once the agent has logged in (%v)", err)
 	}

@@ -85,7 +85,7 @@ func TestAuditEvents(t *testing.T) {
 	t.Parallel()
 	dd, root, mount := startEngine(t)
 	cli(t, "write", mount+"/config", "audit_events=true")
-	write(t, root, mount+"/roles/agent", map[string]any{"scopes": "dashboards_read,monitors_read", "ttl": "10m", "max_ttl": "1h"})
+	write(t, root, mount+"/roles/agent", map[string]any{"scopes": "dashboards_read,monitors_read", "ttl": "10m", "max_ttl": "1h", "api_key_mode": "dynamic"})
 	user, entityID, displayName := loginAs(t, root, mount, "jane")
 	if entityID == "" || !strings.HasSuffix(displayName, "-jane") {
 		t.Fatalf("jane's token has entity %q and display name %q", entityID, displayName)

@@ -87,7 +87,7 @@ func TestFailedRevocationIsRetried(t *testing.T) {
 func TestTransientFailuresAreWaitedOut(t *testing.T) {
 	t.Parallel()
 	dd, client, mount := startEngine(t)
-	write(t, client, mount+"/roles/r", map[string]any{"scopes": "dashboards_read"})
+	write(t, client, mount+"/roles/r", map[string]any{"scopes": "dashboards_read", "api_key_mode": "dynamic"})
 
 	for _, f := range []emulator.Fault{
 		{Operation: "CreateCurrentUserApplicationKey", Action: emulator.FaultRateLimit, Times: 1},
@@ -119,7 +119,7 @@ func TestTransientFailuresAreWaitedOut(t *testing.T) {
 func TestCleanupByNameSparesOtherLeases(t *testing.T) {
 	t.Parallel()
 	dd, client, mount := startEngine(t)
-	write(t, client, mount+"/roles/r", map[string]any{"scopes": "dashboards_read", "name_template": "vault-{{ .RoleName }}"})
+	write(t, client, mount+"/roles/r", map[string]any{"scopes": "dashboards_read", "name_template": "vault-{{ .RoleName }}", "api_key_mode": "dynamic"})
 	first := readCreds(t, client, mount+"/creds/r")
 
 	if _, err := dd.AddFault(emulator.Fault{Operation: "CreateAPIKey", Action: emulator.FaultCommitThenError, Status: http.StatusBadGateway, Times: 1}); err != nil {

@@ -33,8 +33,8 @@ func TestHAFailover(t *testing.T) {
 	roles := map[string]map[string]any{
 		"app-short": {"scopes": "dashboards_read", "api_key_mode": "dynamic", "ttl": "30s"},
 		"app-long":  {"scopes": "dashboards_read", "api_key_mode": "dynamic", "ttl": "1h"},
-		"api-short": {"credential_type": "api_key", "ttl": "30s"},
-		"api-long":  {"credential_type": "api_key", "ttl": "1h"},
+		"api-short": {"credential_type": "api_key", "api_key_mode": "dynamic", "ttl": "30s"},
+		"api-long":  {"credential_type": "api_key", "api_key_mode": "dynamic", "ttl": "1h"},
 	}
 	issued := map[string][]*api.Secret{}
 	for name, role := range roles {

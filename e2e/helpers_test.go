@@ -131,8 +131,9 @@ func (d *datadog) requireKeysIssued(t *testing.T, creds map[string]any, role str
 	if !ok {
 		t.Fatalf("API key %v is not in Datadog", creds["api_key_id"])
 	}
-	if apiKey.Kind != emulator.KindAPIKey || apiKey.Name != name {
-		t.Errorf("API key in Datadog = %+v, want an API key named %q", apiKey, name)
+	// The lease's own API key (api_key_mode dynamic), or the role's shared one.
+	if apiKey.Kind != emulator.KindAPIKey || apiKey.Name != name && !strings.HasPrefix(apiKey.Name, "vault-"+role+"-shared-") {
+		t.Errorf("API key in Datadog = %+v, want an API key named %q, or the role's shared API key", apiKey, name)
 	}
 }
 

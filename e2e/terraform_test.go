@@ -567,10 +567,11 @@ func TestTerraformRoleFormsThatNeverConverge(t *testing.T) {
 			dataJSON:     `{"scopes":["dashboards_read"],"ttl":300,"max_ttl":600}`,
 			ignoreAbsent: false,
 			wantRead: map[string]any{
-				"credential_type": "application_key",
-				"api_key_mode":    "dynamic",
-				"allow_unscoped":  false,
-				"name_template":   "vault-{{ .RoleName | truncate 30 }}-{{ .DisplayName | truncate 30 }}-{{ unix_time }}",
+				"credential_type":  "application_key",
+				"api_key_mode":     "shared",
+				"api_key_rotation": json.Number("86400"),
+				"allow_unscoped":   false,
+				"name_template":    "vault-{{ .RoleName | truncate 30 }}-{{ .DisplayName | truncate 30 }}-{{ unix_time }}",
 			},
 		},
 	} {

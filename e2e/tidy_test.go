@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulator"
 )
 
 // tidyStatus starts a tidy with the CLI, as an operator would, and waits
@@ -70,6 +72,42 @@ func TestTidyRemovesWhatEscaped(t *testing.T) {
 	for _, id := range []string{str(t, creds.Data, "application_key_id"), str(t, creds.Data, "api_key_id"), otherMount} {
 		if _, ok := dd.key(id); !ok {
 			t.Errorf("tidy deleted key %s, which it must not touch", id)
+		}
+	}
+}
+
+// TestForceRevokedLeaseEndsAtItsTTL: a lease force-revoked while Datadog
+// refuses every deletion is forgotten by Vault, its keys still valid; they
+// die at the lease's ttl (tidy, once the recorded expiry has passed), not
+// at its max_ttl a day later.
+func TestForceRevokedLeaseEndsAtItsTTL(t *testing.T) {
+	t.Parallel()
+	dd, client, mount := startEngine(t)
+	cli(t, "write", mount+"/roles/r", "scopes=dashboards_read", "api_key_mode=dynamic", "ttl=5s", "max_ttl=24h")
+	creds := readCreds(t, client, mount+"/creds/r")
+	ids := credentialIDs(creds.Data)
+
+	for _, op := range []string{"DeleteCurrentUserApplicationKey", "DeleteAPIKey"} {
+		if _, err := dd.AddFault(emulator.Fault{Operation: op, Action: emulator.FaultError, Status: http.StatusForbidden}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cli(t, "lease", "revoke", "-force", creds.LeaseID)
+	dd.ClearFaults()
+	for _, id := range ids {
+		if _, ok := dd.key(id); !ok {
+			t.Fatalf("key %s was deleted although Datadog refused every deletion", id)
+		}
+	}
+
+	// The ttl (5 s) and the grace for Vault to register a lease (10 s) pass.
+	time.Sleep(16 * time.Second)
+	if deleted := runTidy(t, client, mount, "0s"); deleted != len(ids) {
+		t.Errorf("tidy deleted %d keys, want the forgotten lease's %d", deleted, len(ids))
+	}
+	for _, id := range ids {
+		if k, ok := dd.key(id); ok {
+			t.Errorf("%s %s of a lease forgotten past its ttl is still in Datadog", k.Kind, id)
 		}
 	}
 }

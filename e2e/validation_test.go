@@ -31,7 +31,7 @@ func TestBadInputsAreRefused(t *testing.T) {
 		{"empty scopes", mount + "/roles/r", map[string]any{"scopes": ""}, []string{"scopes"}},
 		{"unknown scope", mount + "/roles/r", map[string]any{"scopes": "dashboards_read,dashboard_reed"}, []string{"scopes", "dashboard_reed"}},
 		{"ttl above max_ttl", mount + "/roles/r", map[string]any{"scopes": "dashboards_read", "ttl": "2h", "max_ttl": "1h"}, []string{"ttl", "max_ttl"}},
-		{"unknown api_key_mode", mount + "/roles/r", map[string]any{"scopes": "dashboards_read", "api_key_mode": "shared"}, []string{"api_key_mode", "shared"}},
+		{"unknown api_key_mode", mount + "/roles/r", map[string]any{"scopes": "dashboards_read", "api_key_mode": "rotating"}, []string{"api_key_mode", "rotating", "shared, dynamic"}},
 	}
 	for _, tc := range writes {
 		t.Run(tc.name, func(t *testing.T) {

@@ -148,7 +148,7 @@ func run(opts *options) int {
 // benchServer runs every measurement on one server, started for it with
 // its own emulator.
 func benchServer(opts *options, kind string, started func(*server)) (*serverReport, error) {
-	dd, err := startDatadog(opts.latency)
+	dd, err := startDatadog(opts.latency, slices.Max(opts.clients))
 	if err != nil {
 		return nil, err
 	}

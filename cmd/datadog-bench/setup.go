@@ -83,9 +83,10 @@ func (e *env) setup() error {
 		{engineMount + "/config", map[string]any{"api_key": e.dd.APIKey(), "app_key": e.dd.AppKey(), "api_url": e.dd.URL}},
 		{engineMount + "/roles/none", map[string]any{"scopes": scopes, "api_key_mode": "none", "ttl": "1h"}},
 		{engineMount + "/roles/dynamic", map[string]any{"scopes": scopes, "api_key_mode": "dynamic", "ttl": "1h"}},
+		{engineMount + "/roles/shared", map[string]any{"scopes": scopes, "api_key_mode": "shared", "ttl": "1h"}},
 		{engineMount + "/roles/token", map[string]any{"credential_type": "service_access_token", "service_account_id": e.tokenSA, "scopes": scopes, "ttl": "1h"}},
 		{engineMount + "/roles/expiry", map[string]any{"credential_type": "service_account_application_key", "service_account_id": e.expirySA,
-			"scopes": scopes, "api_key_mode": "none", "ttl": int(e.opts.leaseTTL.Seconds())}},
+			"scopes": scopes, "ttl": int(e.opts.leaseTTL.Seconds())}}, // the default api_key_mode: shared
 	}
 	for _, w := range writes {
 		if _, err := e.admin.Logical().Write(w.path, w.data); err != nil {
@@ -155,6 +156,7 @@ func (e *env) ops() []*benchOp {
 	return []*benchOp{
 		{id: "creds-none", label: "creds: app key (api_key_mode none)", cleanup: "revoke", upstream: "dd-app", run: creds(engineMount + "/creds/none")},
 		{id: "creds-dynamic", label: "creds: app key + API key (dynamic)", cleanup: "revoke", upstream: "dd-app-api", run: creds(engineMount + "/creds/dynamic")},
+		{id: "creds-shared", label: "creds: app key + shared API key (shared)", cleanup: "revoke", upstream: "dd-app", run: creds(engineMount + "/creds/shared")},
 		{id: "creds-token", label: "creds: service access token", cleanup: "revoke", upstream: "dd-token", run: creds(engineMount + "/creds/token")},
 		{id: "floor", label: "leased-secret floor: read", cleanup: "revoke", run: creds(floorMount + "/creds/bench")},
 		{id: "kv-read", label: "kv-v2 read", run: func(w *worker) (timing, error) {

@@ -29,8 +29,9 @@ const adminPrefix = "/_emulator/"
 //	DELETE /_emulator/faults              removes them all
 //	DELETE /_emulator/faults/{id}
 //	GET    /_emulator/events              {"events":[Event...]}, oldest first
-//	GET    /_emulator/org                 {"one_time_read":true}
-//	PATCH  /_emulator/org                 {"one_time_read":false}: the organisation's settings
+//	GET    /_emulator/org                 {"one_time_read":true,"max_api_keys":50,"api_keys":4,"api_keys_peak":4}
+//	PATCH  /_emulator/org                 {"one_time_read":false}, {"max_api_keys":5}, {"reset_api_keys_peak":true}:
+//	                                      the organisation's settings; answers as GET
 func (e *Emulator) serveAdmin(r *http.Request) response {
 	resource, id, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, adminPrefix), "/")
 	switch r.Method + " " + resource {
@@ -83,13 +84,25 @@ func (e *Emulator) serveAdmin(r *http.Request) response {
 		return e.orgSettings()
 	case "PATCH org":
 		var body struct {
-			OneTimeRead *bool `json:"one_time_read"`
+			OneTimeRead      *bool `json:"one_time_read"`
+			MaxAPIKeys       *int  `json:"max_api_keys"`
+			ResetAPIKeysPeak bool  `json:"reset_api_keys_peak"`
 		}
 		if errResp := decodeAdmin(r, &body); errResp != nil {
 			return *errResp
 		}
+		// The only setting that can be refused goes first, so that a
+		// refused PATCH changes nothing.
+		if body.MaxAPIKeys != nil {
+			if err := e.SetMaxAPIKeys(*body.MaxAPIKeys); err != nil {
+				return errorResponse(http.StatusBadRequest, err.Error())
+			}
+		}
 		if body.OneTimeRead != nil {
 			e.SetOneTimeRead(*body.OneTimeRead)
+		}
+		if body.ResetAPIKeysPeak {
+			e.ResetAPIKeyPeak()
 		}
 		return e.orgSettings()
 	case "GET faults":
@@ -118,7 +131,14 @@ func (e *Emulator) serveAdmin(r *http.Request) response {
 }
 
 func (e *Emulator) orgSettings() response {
-	return ok(map[string]any{"one_time_read": e.OneTimeRead()})
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return ok(map[string]any{
+		"one_time_read": !e.org.OneTimeReadOff,
+		"max_api_keys":  e.org.MaxAPIKeys,
+		"api_keys":      e.apiKeyCount(),
+		"api_keys_peak": e.org.APIKeysPeak,
+	})
 }
 
 func (e *Emulator) clockState() response {

@@ -29,11 +29,14 @@ func TestAdminKeysListsEveryCredential(t *testing.T) {
 		byName[str(k, "name")] = k
 	}
 	for name, want := range map[string]struct{ kind, owner string }{
-		"Seeded API key":         {emulator.KindAPIKey, s.UserID()},
-		"Seeded application key": {emulator.KindApplicationKey, s.UserID()},
-		"pat":                    {emulator.KindPersonalAccessToken, s.UserID()},
-		"sat":                    {emulator.KindServiceAccessToken, sa},
-		"sa-key":                 {emulator.KindApplicationKey, sa},
+		"Seeded API key":          {emulator.KindAPIKey, s.UserID()},
+		"Seeded application key":  {emulator.KindApplicationKey, s.UserID()},
+		"Datadog Agent – prod":    {emulator.KindAPIKey, s.UserID()}, // people's keys, seeded
+		"Datadog Agent – staging": {emulator.KindAPIKey, s.UserID()},
+		"Datadog Agent – dev":     {emulator.KindAPIKey, s.UserID()},
+		"pat":                     {emulator.KindPersonalAccessToken, s.UserID()},
+		"sat":                     {emulator.KindServiceAccessToken, sa},
+		"sa-key":                  {emulator.KindApplicationKey, sa},
 	} {
 		k := byName[name]
 		if str(k, "kind") != want.kind || str(k, "owner_id") != want.owner {
@@ -58,8 +61,8 @@ func TestAdminKeysListsEveryCredential(t *testing.T) {
 	if status, _ := s.admin(t, "DELETE", "/api/v2/service_accounts/"+sa+"/access_tokens/"+satID, ""); status != http.StatusNoContent {
 		t.Errorf("revoking again through the API: %d, want 204", status)
 	}
-	if len(s.Keys()) != 4 {
-		t.Errorf("Keys() = %v", s.Keys())
+	if len(byName) != 8 || len(s.Keys()) != len(byName)-1 {
+		t.Errorf("listed %d keys, want 8; Keys() = %v, want all of them but the revoked SAT", len(byName), s.Keys())
 	}
 }
 

@@ -16,6 +16,7 @@
 package emulator
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -60,6 +61,17 @@ type Options struct {
 	// secret on GET and PATCH too, not only on create. A loaded state file
 	// keeps its own setting; SetOneTimeRead changes it.
 	OneTimeReadOff bool
+	// MaxAPIKeys is the most API keys the organisation may hold (Datadog's
+	// default, 50, when 0; Datadog support raises it on request). List
+	// answers report it as meta.max_allowed. Set, it applies to a loaded
+	// state file's organisation too, which otherwise keeps its own;
+	// SetMaxAPIKeys changes it.
+	MaxAPIKeys int
+	// PeopleAPIKeys is how many API keys people of a new organisation made
+	// before the engine came, besides the seeded one: named like "Datadog
+	// Agent – prod", created by the seeded user. 3 when 0; none when
+	// negative. A loaded state file keeps its own keys.
+	PeopleAPIKeys int
 }
 
 // Key describes a live API key, application key or access token, without
@@ -108,7 +120,8 @@ type Emulator struct {
 }
 
 // New returns an emulator seeded with one admin user, an API key and an
-// unscoped application key of that user. With Options.StateFile it loads
+// unscoped application key of that user, and the API keys people made
+// (Options.PeopleAPIKeys). With Options.StateFile it loads
 // the organisation from that file, and panics if it cannot: use Open to
 // handle the error.
 func New(opts Options) *Emulator {
@@ -137,6 +150,11 @@ func Open(opts Options) (*Emulator, error) {
 	if err := e.setAppKeyCap(opts.MaxAppKeysPerUser); err != nil {
 		return nil, err
 	}
+	if opts.MaxAPIKeys != 0 {
+		if err := checkAPIKeyCap(opts.MaxAPIKeys); err != nil {
+			return nil, err
+		}
+	}
 	for group, limit := range opts.RateLimits {
 		if err := e.SetRateLimit(group, limit); err != nil {
 			return nil, err
@@ -146,20 +164,33 @@ func Open(opts Options) (*Emulator, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !loaded {
-		e.seed(opts)
-		if err := e.save(); err != nil {
+	switch {
+	case !loaded:
+		if err := e.seed(opts); err != nil {
 			return nil, err
 		}
+	case opts.MaxAPIKeys != 0:
+		e.org.MaxAPIKeys = opts.MaxAPIKeys // given, it replaces the file's cap
+	default:
+		return e, nil // the file stands as it is
+	}
+	if err := e.save(); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
 
-// seed creates the organisation: its roles, the admin user and its keys.
-func (e *Emulator) seed(opts Options) {
+// seed creates the organisation: its roles, the admin user, its keys, and
+// the API keys people made.
+func (e *Emulator) seed(opts Options) error {
+	maxAPIKeys := cmp.Or(opts.MaxAPIKeys, defaultMaxAPIKeys)
+	people := peopleAPIKeys(opts)
+	if 1+people > maxAPIKeys {
+		return fmt.Errorf("the seeded API key and people's %d exceed the organisation's cap of %d API keys", people, maxAPIKeys)
+	}
 	created := e.now()
 	e.org = &org{ID: newUUID(), Users: map[string]*user{}, Roles: map[string]*role{}, Keys: map[string]*storedKey{},
-		OneTimeReadOff: opts.OneTimeReadOff}
+		OneTimeReadOff: opts.OneTimeReadOff, MaxAPIKeys: maxAPIKeys}
 	roles := seededRoles() // the Admin role first
 	for _, r := range roles {
 		r.ID, r.CreatedAt, r.ModifiedAt = newUUID(), created, created
@@ -182,6 +213,12 @@ func (e *Emulator) seed(opts Options) {
 	e.insert(&storedKey{Key: Key{Kind: KindAPIKey, Name: "Seeded API key", OwnerID: admin.ID}, Secret: e.org.APIKey,
 		Category: "default", RemoteConfigReadEnabled: true})
 	e.insert(&storedKey{Key: Key{Kind: KindApplicationKey, Name: "Seeded application key", OwnerID: admin.ID}, Secret: e.org.AppKey})
+	// The Agent keys people made before the engine came.
+	for i := range people {
+		e.insert(&storedKey{Key: Key{Kind: KindAPIKey, Name: peopleAPIKeyName(i), OwnerID: admin.ID}, Secret: newAPIKeySecret(),
+			Category: "default", RemoteConfigReadEnabled: true})
+	}
+	return nil
 }
 
 // orDefault returns value, or fallback when value is empty.
@@ -272,6 +309,9 @@ func (e *Emulator) insert(k *storedKey) {
 	k.Seq = e.org.Seq
 	e.org.Keys[k.ID] = k
 	e.bySecret[k.Secret] = k
+	if k.Kind == KindAPIKey {
+		e.noteAPIKeyPeak()
+	}
 }
 
 // remove deletes a key, or revokes a token: Datadog keeps revoked tokens,

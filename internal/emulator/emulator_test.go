@@ -371,13 +371,15 @@ func TestTimestamps(t *testing.T) {
 
 func TestDeleteKeyOutOfBand(t *testing.T) {
 	s := newTestServer(t, emulator.Options{})
+	seeded := len(s.Keys()) // the seeded API and application keys first, then people's API keys
 	id, secret := s.createAppKey(t, "revoked in the UI", "dashboards_read")
 
 	keys := s.Keys()
-	if len(keys) != 3 || keys[0].Kind != emulator.KindAPIKey || keys[1].Kind != emulator.KindApplicationKey || keys[2].ID != id {
-		t.Fatalf("Keys() = %+v, want seeded API key, seeded app key, new key", keys)
+	last := keys[len(keys)-1]
+	if len(keys) != seeded+1 || keys[0].Kind != emulator.KindAPIKey || keys[1].Kind != emulator.KindApplicationKey || last.ID != id {
+		t.Fatalf("Keys() = %+v, want seeded API key, seeded app key, people's API keys, new key", keys)
 	}
-	if keys[1].Scopes != nil || !slices.Equal(keys[2].Scopes, []string{"dashboards_read"}) || keys[2].OwnerID != s.UserID() {
+	if keys[1].Scopes != nil || !slices.Equal(last.Scopes, []string{"dashboards_read"}) || last.OwnerID != s.UserID() {
 		t.Errorf("Keys() = %+v", keys)
 	}
 
@@ -399,7 +401,7 @@ func TestDeleteKeyOutOfBand(t *testing.T) {
 		t.Fatalf("GET /_emulator/keys: %d", status)
 	}
 	listed := get(body, "keys").([]any)
-	if len(listed) != 2 || str(listed[1], "id") != s.Keys()[1].ID || str(listed[1], "kind") != emulator.KindApplicationKey {
+	if len(listed) != seeded || str(listed[1], "id") != s.Keys()[1].ID || str(listed[1], "kind") != emulator.KindApplicationKey {
 		t.Errorf("/_emulator/keys = %v", body)
 	}
 	for _, field := range []string{"id", "kind", "name", "owner_id", "scopes", "created_at", "expires_at"} {
@@ -486,6 +488,7 @@ func TestUnknownRoutes(t *testing.T) {
 func TestConcurrentUse(t *testing.T) {
 	emu := emulator.New(emulator.Options{})
 	serve := serveDirect(t, emu)
+	seeded := len(emu.Keys())
 	var wg sync.WaitGroup
 	for w := range 8 {
 		wg.Go(func() {
@@ -506,7 +509,7 @@ func TestConcurrentUse(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := len(emu.Keys()); n != 2 {
-		t.Errorf("%d keys left, want the 2 seeded", n)
+	if n := len(emu.Keys()); n != seeded {
+		t.Errorf("%d keys left, want the %d seeded", n, seeded)
 	}
 }

@@ -68,7 +68,6 @@ type keyKind struct {
 
 const (
 	maxAppKeysPerUser = 1000
-	maxAPIKeys        = 200 // reported in list meta as Datadog does; not enforced
 	maxPageSize       = 100
 	defaultPageSize   = 10
 )
@@ -89,7 +88,8 @@ var apiKeys = &keyKind{
 	sorts:        []string{"created_at", "last4", "modified_at", "name"},
 	nameOnUpdate: true, // APIKeyUpdateAttributes requires name
 	meta: func(total int) map[string]any {
-		return map[string]any{"max_allowed": maxAPIKeys, "page": map[string]any{"total_filtered_count": total}}
+		// listMeta puts in the organisation's own cap.
+		return map[string]any{"max_allowed": defaultMaxAPIKeys, "page": map[string]any{"total_filtered_count": total}}
 	},
 	attributes: func(k *storedKey, v view, now time.Time) map[string]any {
 		a := map[string]any{
@@ -490,6 +490,9 @@ func (e *Emulator) createKey(c collection, r *request) response {
 	}
 	if limit := e.perOwnerLimit(c.kind); limit > 0 && e.countOwnedBy(k.Kind, k.OwnerID) >= limit {
 		return errorResponse(http.StatusBadRequest, fmt.Sprintf("Cannot create more than %d application keys per user; delete unused keys first", limit))
+	}
+	if refused := e.apiKeyCapReached(c.kind); refused != nil {
+		return *refused
 	}
 	e.insert(k)
 	return response{status: http.StatusCreated, body: map[string]any{"data": e.object(c, k, viewCreated)}}

@@ -40,6 +40,11 @@ type org struct {
 	ClockAdvance time.Duration `json:"clock_advance"`
 	// OneTimeReadOff: application keys stay readable (see Options).
 	OneTimeReadOff bool `json:"one_time_read_off,omitempty"`
+	// MaxAPIKeys is the organisation's API key cap (see Options); 0 in a
+	// state file written before there was one: Datadog's default.
+	MaxAPIKeys int `json:"max_api_keys,omitempty"`
+	// APIKeysPeak is the most API keys held at once (see APIKeyPeak).
+	APIKeysPeak int `json:"api_keys_peak,omitempty"`
 	// Events posted (POST /api/v1/events), oldest first, and their id counter.
 	Events   []Event `json:"events,omitempty"`
 	EventSeq int64   `json:"event_seq,omitempty"`

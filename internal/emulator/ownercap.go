@@ -25,12 +25,15 @@ func (e *Emulator) perOwnerLimit(kind *keyKind) int {
 	return e.appKeyCap
 }
 
-// listMeta is a list answer's meta, with the limit this organisation
-// enforces where Datadog reports its own.
+// listMeta is a list answer's meta, with the limits this organisation
+// enforces where Datadog reports its own. Callers hold e.mu.
 func (e *Emulator) listMeta(kind *keyKind, total int) map[string]any {
 	meta := kind.meta(total)
 	if _, reported := meta["max_allowed_per_user"]; reported {
 		meta["max_allowed_per_user"] = e.perOwnerLimit(kind)
+	}
+	if _, reported := meta["max_allowed"]; reported {
+		meta["max_allowed"] = e.org.MaxAPIKeys
 	}
 	return meta
 }

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,6 +50,9 @@ func (e *Emulator) load() (bool, error) {
 			e.bySecret[k.Secret] = k
 		}
 	}
+	// Files from before the API key cap hold neither it nor the peak.
+	e.org.MaxAPIKeys = cmp.Or(e.org.MaxAPIKeys, defaultMaxAPIKeys)
+	e.noteAPIKeyPeak()
 	return true, nil
 }
 

@@ -88,3 +88,25 @@ func TestMismatchNamesOperationAndField(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIKeyCapRefusalConforms: the emulator's refusal of an API key past
+// the organisation's cap (no recording exists) is a response the
+// specification allows for CreateAPIKey, and a Server reports the
+// organisation's peak of API keys to the test.
+func TestAPIKeyCapRefusalConforms(t *testing.T) {
+	rec := &recordingTB{TB: t}
+	s := Start(rec, emulator.Options{MaxAPIKeys: 2, PeopleAPIKeys: -1})
+	create := `{"data":{"type":"api_keys","attributes":{"name":"k"}}}`
+	if status := send(t, s, "POST", "/api/v2/api_keys", create); status != http.StatusCreated {
+		t.Fatalf("second API key: %d", status)
+	}
+	if status := send(t, s, "POST", "/api/v2/api_keys", create); status != http.StatusBadRequest {
+		t.Errorf("third API key: %d, want 400", status)
+	}
+	if len(rec.errors) != 0 {
+		t.Errorf("the refusal departs from the specification: %v", rec.errors)
+	}
+	if s.Answers(http.StatusBadRequest) != 1 || s.APIKeyPeak() != 2 || s.MaxAPIKeys() != 2 {
+		t.Errorf("Answers(400) %d, APIKeyPeak() %d, MaxAPIKeys() %d; want 1, 2, 2", s.Answers(http.StatusBadRequest), s.APIKeyPeak(), s.MaxAPIKeys())
+	}
+}
