@@ -13,6 +13,11 @@ EMULATOR := bin/datadog-emulator
 PLUGIN_DIR ?=
 MOUNT      ?= datadog
 
+# make release: where the artifacts go, and the platforms (os/arch,
+# space-separated) to build instead of cmd/release's default list.
+DIST      ?= dist
+PLATFORMS ?=
+
 CHAOS_CYCLES ?= 500
 CHAOS_SEED   ?= 0
 
@@ -20,7 +25,7 @@ BENCH_DIR   := bin/bench
 BENCH_FLAGS ?=
 
 .DEFAULT_GOAL := build
-.PHONY: help build vault test chaos bench dev register upgrade fmt vet clean
+.PHONY: help build vault test chaos bench dev register upgrade release fmt vet clean
 
 help:
 	@echo "make build   plugin into $(PLUGIN) (VERSION=$(VERSION)) and $(EMULATOR)"
@@ -38,6 +43,9 @@ help:
 	@echo "make upgrade PLUGIN_DIR=dir VERSION=v1.2.4 [MOUNT=$(MOUNT)]"
 	@echo "             register VERSION, move the mount to it (secrets tune, plugin reload), print its"
 	@echo "             running_plugin_version before and after"
+	@echo "make release VERSION=v1.2.3 [PLATFORMS=\"linux/amd64 darwin/arm64\"] [DIST=$(DIST)]"
+	@echo "             release archives (one zip per platform: plugin, LICENSE, README.md) and their SHA256SUMS"
+	@echo "             in $(DIST)/, byte-identical for the same commit and version; VERSION needs a CHANGELOG.md section"
 	@echo "make fmt | vet | clean"
 
 build:
@@ -78,6 +86,11 @@ register: build
 upgrade: build
 	PLUGIN_BIN=$(PLUGIN) VERSION=$(VERSION) PLUGIN_DIR=$(PLUGIN_DIR) MOUNT=$(MOUNT) scripts/register.sh upgrade
 
+# cmd/release checks CHANGELOG.md, builds each platform reproducibly and
+# zips it; without PLATFORMS it builds its default list.
+release:
+	go run ./cmd/release -version "$(VERSION)" -out "$(DIST)" $(if $(strip $(PLATFORMS)),-platforms "$(PLATFORMS)")
+
 fmt:
 	go fmt ./...
 
@@ -85,4 +98,4 @@ vet:
 	go vet ./...
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

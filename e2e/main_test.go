@@ -202,6 +202,12 @@ func buildPlugin(dir string) (string, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building the plugin: %w\n%s", err, out)
 	}
+	return fileSHA256(path)
+}
+
+// fileSHA256 is the SHA-256 of a file in hex, as sha256sum prints it and
+// `vault plugin register -sha256` takes it.
+func fileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
@@ -64,15 +62,7 @@ func TestRegisterAndUpgrade(t *testing.T) {
 	v1 := srv.requireCatalogued(t, client, "v0.1.0")
 
 	// As the README enables it: no version given, the only one registered.
-	vaultCLI := func(args ...string) string {
-		t.Helper()
-		out, err := srv.cli(args...)
-		if err != nil {
-			t.Fatalf("vault %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
-	vaultCLI("secrets", "enable", "-path=datadog", pluginName)
+	srv.mustCLI(t, "secrets", "enable", "-path=datadog", pluginName)
 	disableAtCleanup(t, client, "datadog", dd)
 	requireMountRuns(t, client, "datadog", "v0.1.0", v1)
 	configure(t, client, "datadog", dd)
@@ -172,12 +162,25 @@ func startInstallServer(t *testing.T) *installServer {
 	return s
 }
 
+// mustCLI runs the vault CLI against the server with its root token, as
+// an operator would, and fails the test if the command fails.
+func (s *installServer) mustCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := s.cli(args...)
+	if err != nil {
+		t.Fatalf("vault %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
 // runMake runs a make target of the repository against the server, as its
 // operator would (VAULT_ADDR and VAULT_TOKEN in the environment), building
 // into the test's own directory rather than the checkout's bin/.
 func (s *installServer) runMake(t *testing.T, target string, vars ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// Long enough for a release build with a cold build cache, which
+	// compiles every dependency again (-trimpath).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	args := append([]string{"-s", "-C", "..", target,
 		"PLUGIN_DIR=" + s.pluginDir,
@@ -199,12 +202,10 @@ func (s *installServer) runMake(t *testing.T, target string, vars ...string) str
 func (s *installServer) requireCatalogued(t *testing.T, client *api.Client, version string) string {
 	t.Helper()
 	command := pluginName + "-" + version
-	data, err := os.ReadFile(filepath.Join(s.pluginDir, command))
+	want, err := fileSHA256(filepath.Join(s.pluginDir, command))
 	if err != nil {
 		t.Fatalf("the plugin directory has no %s: %v", command, err)
 	}
-	sum := sha256.Sum256(data)
-	want := hex.EncodeToString(sum[:])
 	info, err := client.Sys().GetPlugin(&api.GetPluginInput{Name: pluginName, Type: api.PluginTypeSecrets, Version: version})
 	if err != nil {
 		t.Fatalf("reading %s %s from the catalog: %v", pluginName, version, err)
