@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -151,29 +152,40 @@ const maxClockSkew = 2 * time.Minute
 
 // deleteObjects deletes each object where it lives, by ID when Datadog
 // returned one and otherwise by its exact name, owner and creation after
-// createdAfter. Objects already gone count as deleted, so it can run any
-// number of times.
+// createdAfter, all at once (a lease's keys are independent: revoking one
+// costs one Datadog round trip). Objects already gone count as deleted, so
+// it can run any number of times: a retry deletes only what is left.
 func (b *datadogBackend) deleteObjects(ctx context.Context, sess *session, objects []datadogObject, createdAfter time.Time) error {
+	errs := make([]error, len(objects))
+	var wg sync.WaitGroup
+	for i, o := range objects {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = b.deleteObject(ctx, sess, o, createdAfter)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (b *datadogBackend) deleteObject(ctx context.Context, sess *session, o datadogObject, createdAfter time.Time) error {
+	if err := sess.cfg.reaches(o); err != nil {
+		return err
+	}
+	ids := []string{o.ID}
+	if o.ID == "" {
+		found, err := sess.client.FindByName(ctx, o, createdAfter)
+		if err != nil {
+			return fmt.Errorf("error looking up Datadog %s %q: %w", describeKind(o.Kind), o.Name, err)
+		}
+		ids = found
+	}
 	var errs []error
-	for _, o := range objects {
-		if err := sess.cfg.reaches(o); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		ids := []string{o.ID}
-		if o.ID == "" {
-			found, err := sess.client.FindByName(ctx, o, createdAfter)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("error looking up Datadog %s %q: %w", describeKind(o.Kind), o.Name, err))
-				continue
-			}
-			ids = found
-		}
-		for _, id := range ids {
-			o.ID = id
-			if err := sess.client.Delete(ctx, o); err != nil && !errors.Is(err, errNotFound) {
-				errs = append(errs, fmt.Errorf("error deleting Datadog %s %s (%s): %w%s", describeKind(o.Kind), id, o.Name, err, refusalHint(err, o, sess.cfg)))
-			}
+	for _, id := range ids {
+		o.ID = id
+		if err := sess.client.Delete(ctx, o); err != nil && !errors.Is(err, errNotFound) {
+			errs = append(errs, fmt.Errorf("error deleting Datadog %s %s (%s): %w%s", describeKind(o.Kind), id, o.Name, err, refusalHint(err, o, sess.cfg)))
 		}
 	}
 	return errors.Join(errs...)
@@ -272,19 +284,31 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 		}
 		checked = append(slices.Clone(objects), k.object())
 	}
-	states := make([]objectState, len(checked))
-	for i, o := range checked {
+	for _, o := range checked {
 		if err := sess.cfg.reaches(o); err != nil {
 			return nil, renewRefused("%s", err)
 		}
-		state, err := sess.client.State(ctx, o)
+	}
+	// The keys are read all at once: one Datadog round trip per renewal.
+	states := make([]objectState, len(checked))
+	errs := make([]error, len(checked))
+	var wg sync.WaitGroup
+	for i, o := range checked {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			states[i], errs[i] = sess.client.State(ctx, o)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		o := checked[i]
 		if errors.Is(err, errNotFound) {
 			return nil, renewRefused("Datadog %s %s (%s) was deleted outside Vault; request new credentials", describeKind(o.Kind), o.ID, o.Name)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("error checking Datadog %s %s before renewal: %w", describeKind(o.Kind), o.ID, err)
 		}
-		states[i] = state
 	}
 	// A leaked or idle credential dies now rather than living on. A shared
 	// API key is judged on its own by the watch: other leases hold it.

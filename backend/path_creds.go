@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -198,30 +199,53 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 	return resp, nil
 }
 
-// createObjects creates the record's objects in order, filling in their IDs
-// and returning their secrets. The record is stored first, as the request's
-// WAL entry, and stored again as the lease's once every object exists. If a
-// step fails, what was created is deleted now; what cannot be (or may yet
-// appear) stays in the WAL entry for the rollback, so no key is ever left
-// behind untracked.
+// createObjects creates the record's objects, all at once (an application
+// key and its API key are independent: a request costs one Datadog round
+// trip, not two), filling in their IDs and returning their secrets. The
+// record, naming every object, is stored first, as the request's WAL
+// entry, and stored again as the lease's once every object exists. If a
+// create fails, what was created is deleted now, and a create whose answer
+// was lost is looked up by name; what cannot be deleted (or may yet appear)
+// stays in the WAL entry for the rollback, so no key is ever left behind
+// untracked.
 func (b *datadogBackend) createObjects(ctx context.Context, s logical.Storage, sess *session, rec *credentialRecord, scopes []string) ([]string, *logical.Response, error) {
 	if err := putRecord(ctx, s, rec); err != nil {
 		return nil, nil, fmt.Errorf("error writing the write-ahead log before creating Datadog keys: %w", err)
 	}
 
-	secrets := make([]string, 0, len(rec.Objects))
+	created := make([]createdObject, len(rec.Objects))
+	errs := make([]error, len(rec.Objects))
+	var wg sync.WaitGroup
 	for i := range rec.Objects {
-		created, err := b.createObject(ctx, sess.client, &rec.Objects[i], scopes)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			created[i], errs[i] = b.createObject(ctx, sess.client, &rec.Objects[i], scopes)
+		}()
+	}
+	wg.Wait()
+	failed, mayExist := -1, []int(nil)
+	secrets := make([]string, len(rec.Objects))
+	for i, err := range errs {
 		if err != nil {
-			b.abandon(ctx, s, sess, rec, i, ambiguous(err))
-			resp, err := createFailed(rec.Objects[i].Kind, err)
-			return nil, resp, err
+			if failed < 0 {
+				failed = i
+			}
+			if ambiguous(err) {
+				mayExist = append(mayExist, i)
+			}
+			continue
 		}
-		rec.Objects[i].ID = created.ID
-		if created.ExpiresAt != nil {
-			rec.Objects[i].ExpiresAt = created.ExpiresAt
+		rec.Objects[i].ID = created[i].ID
+		if created[i].ExpiresAt != nil {
+			rec.Objects[i].ExpiresAt = created[i].ExpiresAt
 		}
-		secrets = append(secrets, created.Secret)
+		secrets[i] = created[i].Secret
+	}
+	if failed >= 0 {
+		b.abandon(ctx, s, sess, rec, mayExist)
+		resp, err := createFailed(rec.Objects[failed].Kind, errs[failed])
+		return nil, resp, err
 	}
 
 	rec.Issued = true
@@ -229,7 +253,7 @@ func (b *datadogBackend) createObjects(ctx context.Context, s logical.Storage, s
 	if err := putRecord(ctx, s, rec); err != nil {
 		// The stored record still says the request is in flight, so the
 		// rollback will delete the keys; no lease may promise them.
-		b.abandon(ctx, s, sess, rec, len(rec.Objects), false)
+		b.abandon(ctx, s, sess, rec, nil)
 		return nil, nil, fmt.Errorf("error recording the new Datadog keys (they are being deleted): %w", err)
 	}
 	b.issuedRecords.Store(rec.ID, struct{}{})
@@ -238,46 +262,71 @@ func (b *datadogBackend) createObjects(ctx context.Context, s logical.Storage, s
 	return secrets, nil, nil
 }
 
-// abandon deletes what a failed creds request created: the objects before
-// failed by their IDs, and the one whose create failed by its name when
-// that create may have been applied anyway. The WAL entry is removed only
-// when nothing can be left in Datadog; otherwise it is kept, with the IDs
-// known so far, and the rollback looks again once the request is surely
-// over (Datadog may apply a create after answering 5xx).
-func (b *datadogBackend) abandon(ctx context.Context, s logical.Storage, sess *session, rec *credentialRecord, failed int, mayExist bool) {
+// abandon deletes what a failed creds request created: the objects Datadog
+// returned an ID for, by it, and those whose create failed in a way that
+// may have been applied anyway (mayExist, indices into rec.Objects) by
+// their name. The WAL entry is removed only when nothing can be left in
+// Datadog; otherwise it is kept, with the IDs known so far, and the
+// rollback looks again once the request is surely over (Datadog may apply
+// a create after answering 5xx).
+func (b *datadogBackend) abandon(ctx context.Context, s logical.Storage, sess *session, rec *credentialRecord, mayExist []int) {
 	// The request's own context may be what failed: clean up on a fresh
 	// one, bounded like a request.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sess.cfg.cleanupBudget())
 	defer cancel()
 	rec.Issued = false
 
-	settled := true
-	var errs []error
-	if err := b.deleteObjects(ctx, sess, rec.Objects[:failed], time.Time{}); err != nil {
-		errs = append(errs, err)
-	}
-	if mayExist {
-		o := &rec.Objects[failed]
-		ids, err := sess.client.FindByName(ctx, *o, rec.CreatedAt.Add(-maxClockSkew))
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("error looking up Datadog %s %q: %w", describeKind(o.Kind), o.Name, err))
-		case len(ids) == 0:
-			settled = false // not there yet: Datadog may still apply the create
-		default:
-			found := make([]datadogObject, len(ids))
-			for i, id := range ids {
-				found[i] = *o
-				found[i].ID = id
-			}
-			if len(ids) == 1 {
-				o.ID = ids[0]
-			}
-			if err := b.deleteObjects(ctx, sess, found, time.Time{}); err != nil {
-				errs = append(errs, err)
-			}
+	var created []datadogObject
+	for _, o := range rec.Objects {
+		if o.ID != "" {
+			created = append(created, o)
 		}
 	}
+	var mu sync.Mutex
+	settled := true
+	var errs []error
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		errs = append(errs, err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := b.deleteObjects(ctx, sess, created, time.Time{}); err != nil {
+			fail(err)
+		}
+	}()
+	for _, i := range mayExist {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := &rec.Objects[i]
+			ids, err := sess.client.FindByName(ctx, *o, rec.CreatedAt.Add(-maxClockSkew))
+			switch {
+			case err != nil:
+				fail(fmt.Errorf("error looking up Datadog %s %q: %w", describeKind(o.Kind), o.Name, err))
+			case len(ids) == 0:
+				mu.Lock()
+				settled = false // not there yet: Datadog may still apply the create
+				mu.Unlock()
+			default:
+				found := make([]datadogObject, len(ids))
+				for k, id := range ids {
+					found[k] = *o
+					found[k].ID = id
+				}
+				if len(ids) == 1 {
+					o.ID = ids[0]
+				}
+				if err := b.deleteObjects(ctx, sess, found, time.Time{}); err != nil {
+					fail(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 
 	if settled && len(errs) == 0 {
 		if err := b.deleteRecord(ctx, s, rec.ID); err != nil {

@@ -201,7 +201,7 @@ func (b *datadogBackend) createSharedKey(ctx context.Context, s logical.Storage,
 	}
 	entry := &logical.StorageEntry{Key: sharedSecretPrefix + rec.ID, Value: []byte(secrets[0]), SealWrap: true}
 	if err := s.Put(ctx, entry); err != nil {
-		b.abandon(ctx, s, sess, rec, len(rec.Objects), false)
+		b.abandon(ctx, s, sess, rec, nil)
 		return nil, nil, fmt.Errorf("error storing the new shared API key (it is being deleted): %w", err)
 	}
 	b.Logger().Info("made a shared API key for a role's new window", "record", rec.ID, "role", roleName, "api_key", describeObjects(rec.Objects),
