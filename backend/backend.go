@@ -56,6 +56,8 @@ type datadogBackend struct {
 
 	// sharedKeys is which lease holds which shared API key (shared_api_key.go).
 	sharedKeys sharedKeyIndex
+	// apiKeys is the organisation's API key count, for api_key_mode dynamic.
+	apiKeys apiKeyCount
 
 	// issuedRecords caches the ids of records known to belong to a lease,
 	// so that the rollback reads each such record once, not every minute.

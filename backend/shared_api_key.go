@@ -340,12 +340,55 @@ func (b *datadogBackend) sharedKeyOf(ctx context.Context, s logical.Storage, id 
 	return b.sharedKeys.keys[id], nil
 }
 
+// apiKeyCountTTL is how long the organisation's API key count is trusted
+// while it leaves room well above the reserve.
+const apiKeyCountTTL = time.Minute
+
+// apiKeyCount is what Datadog last said of the organisation's API keys,
+// plus the keys this engine made since: asking before every request would
+// put a Datadog round trip in front of every creds read.
+type apiKeyCount struct {
+	mu           sync.Mutex
+	total, limit int
+	made         int
+	at           time.Time
+}
+
+// roomy counts one more key and reports true when the last count, with
+// the keys made since, leaves room well above reserve: a tenth of the cap,
+// and at least 2 keys, beyond it.
+func (c *apiKeyCount) roomy(reserve int, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at.IsZero() || now.Sub(c.at) > apiKeyCountTTL || c.limit <= 0 {
+		return false
+	}
+	if free := c.limit - c.total - c.made - reserve; free <= max(c.limit/10, 2) {
+		return false
+	}
+	c.made++
+	return true
+}
+
+func (c *apiKeyCount) observe(total, limit int, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.total, c.limit, c.made, c.at = total, limit, 1, at
+}
+
 // checkAPIKeyRoom refuses to make an API key that would leave the
 // organisation with fewer free API keys than config's api_key_reserve:
 // Datadog's cap is the organisation's, and people need keys too. The cap
 // and the count are what Datadog's listing reports (meta.max_allowed,
-// meta.page.total_filtered_count), never the wording of a refusal.
+// meta.page.total_filtered_count), never the wording of a refusal. Datadog
+// is asked once a minute, and before every request once the room is
+// nearly spent; a count at most a minute old can miss keys other tools
+// made meanwhile, which Datadog's own cap then refuses.
 func (b *datadogBackend) checkAPIKeyRoom(ctx context.Context, sess *session, roleName string) (*logical.Response, error) {
+	reserve := sess.cfg.apiKeyReserve()
+	if b.apiKeys.roomy(reserve, time.Now()) {
+		return nil, nil
+	}
 	total, limit, err := sess.client.APIKeyCount(ctx)
 	if err != nil {
 		if httpStatus(err) == http.StatusForbidden {
@@ -356,8 +399,8 @@ func (b *datadogBackend) checkAPIKeyRoom(ctx context.Context, sess *session, rol
 	if limit <= 0 {
 		return nil, nil
 	}
-	reserve := sess.cfg.apiKeyReserve()
 	if total+reserve < limit {
+		b.apiKeys.observe(total, limit, time.Now())
 		return nil, nil
 	}
 	return logical.ErrorResponse("role %q cannot issue credentials: the Datadog organisation holds %d API keys of its cap of %d "+

@@ -365,3 +365,29 @@ func TestLeakedSharedAPIKeyIsKilled(t *testing.T) {
 		t.Errorf("records left: %v", ids)
 	}
 }
+
+// Per-lease API keys stop short of the organisation's cap, less the
+// reserve for people: a 400 naming the cap and the count, and no
+// application key made for the refused request. Datadog is counted once a
+// minute while the room is large, before every request once it is not.
+func TestDynamicAPIKeysStopShortOfTheCap(t *testing.T) {
+	env := newTestEnvWith(t, emulator.Options{MaxAPIKeys: 12, PeopleAPIKeys: 3})
+	env.configure(t)
+	env.mustDo(t, logical.UpdateOperation, "config", map[string]interface{}{"api_key_reserve": 2})
+	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "dynamic"})
+	// 12 = the seeded key, 3 of people, 6 leases' and 2 kept free.
+	for i := range 6 {
+		if resp, err := env.do(t, logical.ReadOperation, "creds/r", nil); err != nil || resp.IsError() {
+			t.Fatalf("lease %d: %v %v", i, err, resp)
+		}
+	}
+	before := len(env.issuedKeys())
+	resp, err := env.do(t, logical.ReadOperation, "creds/r", nil)
+	wantUserError(t, resp, err, "holds 10 API keys of its cap of 12", "api_key_reserve", "api_key_mode=shared")
+	if after := len(env.issuedKeys()); after != before {
+		t.Errorf("the refused request made %d keys", after-before)
+	}
+	if peak := env.emu.APIKeyPeak(); peak > 10 {
+		t.Errorf("the organisation held %d API keys, past its cap less the reserve", peak)
+	}
+}
