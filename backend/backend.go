@@ -59,6 +59,9 @@ type datadogBackend struct {
 	// apiKeys is the organisation's API key count, for api_key_mode dynamic.
 	apiKeys apiKeyCount
 
+	// recordLocks are the records' locks (record.go).
+	recordLocks recordLocks
+
 	// issuedRecords caches the ids of records known to belong to a lease,
 	// so that the rollback reads each such record once, not every minute.
 	issuedRecords sync.Map

@@ -120,6 +120,23 @@ func describeKind(kind string) string {
 	return strings.ReplaceAll(strings.Replace(kind, "api_key", "API key", 1), "_", " ")
 }
 
+// readStates reads what Datadog says of each object, all at once: a
+// lease's keys cost one round trip, not one each.
+func readStates(ctx context.Context, client datadogAPI, objects []datadogObject) ([]objectState, []error) {
+	states := make([]objectState, len(objects))
+	errs := make([]error, len(objects))
+	var wg sync.WaitGroup
+	for i, o := range objects {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			states[i], errs[i] = client.State(ctx, o)
+		}()
+	}
+	wg.Wait()
+	return states, errs
+}
+
 // decodeObjects returns the Datadog objects the lease owns: none for an
 // api_key lease that holds its role's shared API key.
 func decodeObjects(secret *logical.Secret) ([]datadogObject, error) {
@@ -289,18 +306,7 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 			return nil, renewRefused("%s", err)
 		}
 	}
-	// The keys are read all at once: one Datadog round trip per renewal.
-	states := make([]objectState, len(checked))
-	errs := make([]error, len(checked))
-	var wg sync.WaitGroup
-	for i, o := range checked {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			states[i], errs[i] = sess.client.State(ctx, o)
-		}()
-	}
-	wg.Wait()
+	states, errs := readStates(ctx, sess.client, checked)
 	for i, err := range errs {
 		o := checked[i]
 		if errors.Is(err, errNotFound) {
@@ -443,31 +449,6 @@ func (b *datadogBackend) expiry(now time.Time, ttl time.Duration, ends time.Time
 		at = ends
 	}
 	return &at
-}
-
-// moveExpiry records a renewed lease's new expiry before the renewal is
-// answered. Under the record's lock, so that tidy, which deletes the keys
-// of a record whose expiry has passed under the same lock, never deletes a
-// lease's keys while a renewal makes it live again: a renewal that finds
-// the expiry already passed is refused.
-func (b *datadogBackend) moveExpiry(ctx context.Context, s logical.Storage, id string, ttl time.Duration) error {
-	lock := b.recordLock(id)
-	lock.Lock()
-	defer lock.Unlock()
-	rec, err := getRecord(ctx, s, id)
-	if err != nil || rec == nil {
-		return err
-	}
-	now := time.Now()
-	if rec.Expires != nil && now.After(*rec.Expires) {
-		return renewRefused("the engine's record says this lease ended at %s; its keys may be deleted; request new credentials",
-			rec.Expires.Format(time.RFC3339))
-	}
-	rec.Expires = b.expiry(now, ttl, rec.LeaseEnds)
-	if err := putRecord(ctx, s, rec); err != nil {
-		return fmt.Errorf("cannot renew: error recording the lease's new expiry: %w", err)
-	}
-	return nil
 }
 
 // maxLeaseEnd is the latest a lease issued at issued with maxTTL can end:

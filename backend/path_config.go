@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/DataDog/datadog-api-client-go/v2/api/datadog"
@@ -485,9 +486,22 @@ func verifyKeys(ctx context.Context, client datadogAPI, cfg *datadogConfig) (ide
 		root = "access_token"
 	}
 	// An access token authenticates alone: the API key, optional then, is
-	// checked only when given.
+	// checked only when given. Both checks go to Datadog together.
+	var keyErr error
+	var owner identity
+	var ownerErr error
+	var wg sync.WaitGroup
 	if cfg.APIKey != "" {
-		if err := client.CheckAPIKey(ctx); err != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			keyErr = client.CheckAPIKey(ctx)
+		}()
+	}
+	owner, ownerErr = client.CurrentUser(ctx)
+	wg.Wait()
+	if cfg.APIKey != "" {
+		if err := keyErr; err != nil {
 			if errors.Is(err, errRedirectRefused) {
 				return identity{}, logical.ErrorResponse("api_url %s answered with a redirect (%v); set api_url to the address that answers", cfg.baseURL(), err), nil
 			}
@@ -497,8 +511,7 @@ func verifyKeys(ctx context.Context, client datadogAPI, cfg *datadogConfig) (ide
 			return identity{}, nil, fmt.Errorf("error validating api_key with Datadog at %s: %w", cfg.baseURL(), err)
 		}
 	}
-	owner, err := client.CurrentUser(ctx)
-	if err != nil {
+	if err := ownerErr; err != nil {
 		if errors.Is(err, errRedirectRefused) {
 			return identity{}, logical.ErrorResponse("api_url %s answered with a redirect (%v); set api_url to the address that answers", cfg.baseURL(), err), nil
 		}

@@ -256,7 +256,7 @@ func (b *datadogBackend) createObjects(ctx context.Context, s logical.Storage, s
 		b.abandon(ctx, s, sess, rec, nil)
 		return nil, nil, fmt.Errorf("error recording the new Datadog keys (they are being deleted): %w", err)
 	}
-	b.issuedRecords.Store(rec.ID, struct{}{})
+	b.knownIssued(rec.ID)
 	b.Logger().Debug("issued Datadog credentials", "record", rec.ID, "role", rec.Role, "objects", describeObjects(rec.Objects),
 		"lease_ends", rec.LeaseEnds.Format(time.RFC3339))
 	return secrets, nil, nil
@@ -339,7 +339,7 @@ func (b *datadogBackend) abandon(ctx context.Context, s logical.Storage, sess *s
 	}
 	// A failed write marking it issued may have been applied, and a
 	// rollback may have read it so: the rollback must look at it again.
-	b.issuedRecords.Delete(rec.ID)
+	b.forgetIssued(rec.ID)
 	args := []interface{}{"record", rec.ID, "role", rec.Role, "objects", describeObjects(rec.Objects)}
 	if err := errors.Join(errs...); err != nil {
 		args = append(args, "error", err)

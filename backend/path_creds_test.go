@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -217,21 +218,30 @@ type faultyClient struct {
 	failTimes   int              // how many creates fail before they pass again; 0: all
 	commitFirst bool             // the create reaches Datadog, then the answer is lost
 	deleteFails error
-	crashOn     string          // a create of this kind takes the plugin down (panics)
-	creates     []datadogObject // every create asked for
+	// crashOn: a create of this kind takes the plugin down: it never
+	// returns, and nothing after it runs (crashed is closed then).
+	crashOn string
+	crashed chan struct{}
+	mu      sync.Mutex
+	creates []datadogObject // every create asked for
 }
 
 func (f *faultyClient) Create(ctx context.Context, o datadogObject, scopes []string) (createdObject, error) {
+	f.mu.Lock()
 	f.creates = append(f.creates, o)
 	if o.Kind == f.crashOn {
-		panic("the plugin process dies")
+		close(f.crashed)
+		f.mu.Unlock()
+		select {} // the process is gone
 	}
-	if err := f.createFails[o.Kind]; err != nil {
-		if f.failTimes > 0 {
-			if f.failTimes--; f.failTimes == 0 {
-				delete(f.createFails, o.Kind)
-			}
+	err := f.createFails[o.Kind]
+	if err != nil && f.failTimes > 0 {
+		if f.failTimes--; f.failTimes == 0 {
+			delete(f.createFails, o.Kind)
 		}
+	}
+	f.mu.Unlock()
+	if err != nil {
 		if f.commitFirst {
 			f.datadogAPI.Create(ctx, o, scopes)
 		}

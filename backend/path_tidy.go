@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -309,19 +310,7 @@ func (b *datadogBackend) tidyRun(ctx context.Context, s logical.Storage, sess *s
 		if rec.SharedAPIKey != "" && !ended {
 			continue
 		}
-		gone := true
-		for _, o := range rec.Objects {
-			if listed[o.Kind+"/"+o.ID] || sess.cfg.reaches(o) != nil {
-				gone = false
-				break
-			}
-			exists, err := sess.client.Exists(ctx, o)
-			if err != nil || exists {
-				gone = false
-				break
-			}
-		}
-		if gone && !status.DryRun {
+		if gone := b.allGone(ctx, sess, rec.Objects, listed); gone && !status.DryRun {
 			if err := b.deleteRecord(ctx, s, rec.ID); err != nil {
 				return err
 			}
@@ -331,6 +320,28 @@ func (b *datadogBackend) tidyRun(ctx context.Context, s logical.Storage, sess *s
 		}
 	}
 	return nil
+}
+
+// allGone reports whether Datadog holds none of the objects: none listed
+// by this run, and each asked for by its id, all at once.
+func (b *datadogBackend) allGone(ctx context.Context, sess *session, objects []datadogObject, listed map[string]bool) bool {
+	for _, o := range objects {
+		if listed[o.Kind+"/"+o.ID] || sess.cfg.reaches(o) != nil {
+			return false
+		}
+	}
+	gone := make([]bool, len(objects))
+	var wg sync.WaitGroup
+	for i, o := range objects {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			exists, err := sess.client.Exists(ctx, o)
+			gone[i] = err == nil && !exists
+		}()
+	}
+	wg.Wait()
+	return !slices.Contains(gone, false)
 }
 
 // tidyReason says why tidy deletes a credential of this mount whose name

@@ -267,9 +267,22 @@ func (b *datadogBackend) checkServiceAccounts(ctx context.Context, s logical.Sto
 	if len(role.ServiceAccountIDs) == 0 {
 		return b.checkServiceAccount(ctx, s, "service_account_id", role.ServiceAccountID)
 	}
-	for _, id := range role.ServiceAccountIDs {
-		if msg, err := b.checkServiceAccount(ctx, s, "service_account_ids", id); msg != "" || err != nil {
-			return msg, err
+	// Each service account is asked for at once; the first problem in the
+	// role's order is the answer.
+	msgs := make([]string, len(role.ServiceAccountIDs))
+	errs := make([]error, len(role.ServiceAccountIDs))
+	var wg sync.WaitGroup
+	for i, id := range role.ServiceAccountIDs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msgs[i], errs[i] = b.checkServiceAccount(ctx, s, "service_account_ids", id)
+		}()
+	}
+	wg.Wait()
+	for i := range msgs {
+		if msgs[i] != "" || errs[i] != nil {
+			return msgs[i], errs[i]
 		}
 	}
 	sess, err := b.session(ctx, s)

@@ -241,12 +241,13 @@ func TestCrashAfterCreateBeforeTheLeaseIsRecorded(t *testing.T) {
 	env := newTestEnv(t)
 	env.configure(t)
 	env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "dynamic"})
-	env.injectFaults(&faultyClient{crashOn: kindAPIKey})
-	func() {
-		defer func() { recover() }()
-		env.do(t, logical.ReadOperation, "creds/r", nil)
-		t.Fatal("the creds request did not crash")
-	}()
+	crash := &faultyClient{crashOn: kindAPIKey, crashed: make(chan struct{})}
+	env.injectFaults(crash)
+	go env.do(t, logical.ReadOperation, "creds/r", nil) // never returns
+	<-crash.crashed
+	for deadline := time.Now().Add(5 * time.Second); len(env.issuedKeys()) == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond) // the application key's create, sent with the API key's
+	}
 	if n := len(env.issuedKeys()); n != 1 {
 		t.Fatalf("%d keys in Datadog after the crash, want the application key", n)
 	}

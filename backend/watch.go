@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strings"
 	"sync"
 	"time"
@@ -174,16 +173,6 @@ type watchState struct {
 	mu     sync.Mutex
 	last   *watchStatus // the running or last run, nil before the first
 	cancel context.CancelFunc
-
-	// recordLocks order the watch's mark of a record against its deletion
-	// by a revocation, so that a revoked lease's record never comes back.
-	recordLocks [64]sync.Mutex
-}
-
-func (b *datadogBackend) recordLock(id string) *sync.Mutex {
-	h := fnv.New32a()
-	h.Write([]byte(id))
-	return &b.watch.recordLocks[h.Sum32()%uint32(len(b.watch.recordLocks))]
 }
 
 // watchStatus is what watch/status shows of a run.
@@ -346,13 +335,15 @@ func (b *datadogBackend) watchRecord(ctx context.Context, s logical.Storage, ses
 		return
 	}
 	idleTTL := sess.cfg.idleTTL(role) // 0 for a deleted role: its leases are still checked for leaks
-	states := make([]objectState, len(rec.Objects))
-	for i, o := range rec.Objects {
+	for _, o := range rec.Objects {
 		if err := sess.cfg.reaches(o); err != nil {
 			status.fail(err)
 			return
 		}
-		st, err := sess.client.State(ctx, o)
+	}
+	states, errs := readStates(ctx, sess.client, rec.Objects)
+	for i, err := range errs {
+		o := rec.Objects[i]
 		if errors.Is(err, errNotFound) {
 			return // deleted outside Vault: renewals are refused, and tidy drops the record
 		}
@@ -360,7 +351,6 @@ func (b *datadogBackend) watchRecord(ctx context.Context, s logical.Storage, ses
 			status.fail(fmt.Errorf("reading Datadog %s %s (%s) of role %q: %w", describeKind(o.Kind), o.ID, o.Name, rec.Role, err))
 			return
 		}
-		states[i] = st
 	}
 	if rec.Shared == nil { // a shared API key is checked, but is no lease
 		status.mu.Lock()
@@ -414,23 +404,6 @@ func (b *datadogBackend) kill(ctx context.Context, s logical.Storage, sess *sess
 	}
 	b.auditEvent(ctx, s, event, trail)
 	return b.markKilled(ctx, s, rec.ID, verdict)
-}
-
-// markKilled stores the verdict in the record, unless the record is gone.
-func (b *datadogBackend) markKilled(ctx context.Context, s logical.Storage, id string, verdict *killed) error {
-	if id == "" {
-		return nil
-	}
-	lock := b.recordLock(id)
-	lock.Lock()
-	defer lock.Unlock()
-	rec, err := getRecord(ctx, s, id)
-	if err != nil || rec == nil {
-		return err
-	}
-	marked := *verdict
-	rec.Killed = &marked
-	return putRecord(ctx, s, rec)
 }
 
 // refuseKilled refuses the renewal of a lease whose credential the engine
