@@ -81,6 +81,7 @@ func (e *env) setup() error {
 		data map[string]any
 	}{
 		{engineMount + "/config", map[string]any{"api_key": e.dd.APIKey(), "app_key": e.dd.AppKey(), "api_url": e.dd.URL}},
+		{floorMount + "/safe/config", map[string]any{"api_key": e.dd.APIKey(), "app_key": e.dd.AppKey(), "api_url": e.dd.URL}},
 		{engineMount + "/roles/none", map[string]any{"scopes": scopes, "api_key_mode": "none", "ttl": "1h"}},
 		{engineMount + "/roles/dynamic", map[string]any{"scopes": scopes, "api_key_mode": "dynamic", "ttl": "1h"}},
 		{engineMount + "/roles/shared", map[string]any{"scopes": scopes, "api_key_mode": "shared", "ttl": "1h"}},
@@ -159,6 +160,7 @@ func (e *env) ops() []*benchOp {
 		{id: "creds-shared", label: "creds: app key + shared API key (shared)", cleanup: "revoke", upstream: "dd-app", run: creds(engineMount + "/creds/shared")},
 		{id: "creds-token", label: "creds: service access token", cleanup: "revoke", upstream: "dd-token", run: creds(engineMount + "/creds/token")},
 		{id: "floor", label: "leased-secret floor: read", cleanup: "revoke", run: creds(floorMount + "/creds/bench")},
+		{id: "floor-safe", label: "crash-safe floor: record, create, record", cleanup: "revoke", run: creds(floorMount + "/safe/creds/bench")},
 		{id: "kv-read", label: "kv-v2 read", run: func(w *worker) (timing, error) {
 			d, err := timed(func() error {
 				secret, err := w.vault.Logical().Read(kvMount + "/data/bench")
