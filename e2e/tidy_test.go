@@ -43,7 +43,7 @@ func TestTidyRemovesWhatEscaped(t *testing.T) {
 	write(t, client, mount+"/roles/r", map[string]any{"scopes": "dashboards_read"})
 	creds := readCreds(t, client, mount+"/creds/r")
 	name := str(t, creds.Data, "name")
-	marker := name[len(name)-24 : len(name)-16] // -<marker><record id>
+	marker := name[len(name)-32 : len(name)-16] // -<16-digit marker><record id>
 
 	create := func(name string) string {
 		status, key := dd.do(t, http.MethodPost, "/api/v2/current_user/application_keys",
@@ -54,7 +54,7 @@ func TestTidyRemovesWhatEscaped(t *testing.T) {
 		return key["data"].(map[string]any)["id"].(string)
 	}
 	orphan := create("vault-r-lost-" + marker + "abcdefghijklmnop")
-	otherMount := create("vault-r-lost-0123abcdabcdefghijklmnop")
+	otherMount := create("vault-r-lost-0123abcd0123abcdabcdefghijklmnop")
 	defer dd.DeleteKey(otherMount)
 
 	dry := tidyStatus(t, client, mount, "dry_run=true", "safety_buffer=0")
@@ -92,7 +92,7 @@ func TestForceRevokedLeaseEndsAtItsTTL(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cli(t, "lease", "revoke", "-force", creds.LeaseID)
+	cli(t, "lease", "revoke", "-force", "-prefix", creds.LeaseID)
 	dd.ClearFaults()
 	for _, id := range ids {
 		if _, ok := dd.key(id); !ok {
