@@ -157,7 +157,7 @@ func pathRoles(b *datadogBackend) []*framework.Path {
 				"api_key_rotation": {
 					Type: framework.TypeDurationSecond,
 					Description: "With api_key_mode shared: how long one API key is handed to new leases before the next lease " +
-						"gets a new one, such as 24h (the default); at least 1m. A lease keeps its key until it ends.",
+						"gets a new one, such as 24h (the default); at least 10s. A lease keeps its key until it ends.",
 				},
 				"ttl": {
 					Type:        framework.TypeDurationSecond,
@@ -170,7 +170,7 @@ func pathRoles(b *datadogBackend) []*framework.Path {
 				"idle_ttl": {
 					Type: framework.TypeDurationSecond,
 					Description: "Delete an issued credential early once it has not been used for this long (Datadog's last use " +
-						"of each of its keys; their creation when never used), such as 24h; at least 1m, at most max_ttl. 0 (the default): never.",
+						"of each of its keys; their creation when never used), such as 24h; at least twice config's last_use_lag (2h by default: Datadog reports use late), at most max_ttl. 0 (the default): never.",
 				},
 			},
 			// Writes go to the active node of the primary: role writes
@@ -521,7 +521,7 @@ application key, or how an api_key role issues its API key (api_key_mode,
 api_key_rotation), how issued credentials are named in Datadog
 (name_template), how long their leases last (ttl, max_ttl), and how long an
 issued credential may go unused before the engine deletes it early
-(idle_ttl: 0, the default, never; at least 1m and at most max_ttl; the lease
+(idle_ttl: 0, the default, never; at least twice config's last_use_lag, 2h by default, and at most max_ttl; the lease
 is idle when every one of its keys is, by Datadog's last use, or creation
 when never used, and checked every watch_interval of config and at each
 renewal; it applies to the role's leases issued before it was set too).

@@ -30,7 +30,7 @@ import (
 const (
 	sharedSecretPrefix    = "shared-api-keys/"
 	defaultAPIKeyRotation = 24 * time.Hour
-	minAPIKeyRotation     = time.Minute
+	minAPIKeyRotation     = 10 * time.Second
 	sharedKeyNameTemplate = `vault-{{ .RoleName | truncate 40 }}-shared-{{ unix_time }}`
 	defaultAPIKeyReserve  = 5
 )

@@ -280,7 +280,7 @@ func TestAPIKeyModeShapesRoles(t *testing.T) {
 	}{
 		{map[string]interface{}{"credential_type": "api_key", "api_key_mode": "none"}, []string{"api_key_mode", "shared, dynamic"}},
 		{map[string]interface{}{"credential_type": "api_key", "api_key_mode": "static"}, []string{"api_key_mode", "shared, dynamic"}},
-		{map[string]interface{}{"scopes": "dashboards_read", "api_key_rotation": "30s"}, []string{"api_key_rotation", "1m"}},
+		{map[string]interface{}{"scopes": "dashboards_read", "api_key_rotation": "5s"}, []string{"api_key_rotation", "10s"}},
 		{map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "weekly"}, []string{"api_key_mode", "shared"}},
 	} {
 		resp, err := env.do(t, logical.CreateOperation, "roles/bad", tc.data)

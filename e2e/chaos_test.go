@@ -119,7 +119,7 @@ func TestChaos(t *testing.T) {
 			// leases left to expire get one each.
 			if !strings.HasSuffix(use.kind, "access_token") {
 				if fate == "revoke" {
-					role["api_key_rotation"] = "1m"
+					role["api_key_rotation"] = "10s"
 				} else {
 					role["api_key_mode"] = "dynamic"
 				}
