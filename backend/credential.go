@@ -78,7 +78,8 @@ func (k credentialKind) responseFields() map[string]*framework.FieldSchema {
 	}
 	switch {
 	case k.token:
-		fields["access_token"] = str("Datadog access token, sent as Authorization: Bearer <token>; personal_access_token and service_access_token.")
+		fields["access_token"] = str("Datadog access token, sent as Authorization: Bearer <token>, or as DD-APPLICATION-KEY (DD_APP_KEY) with no API key; " +
+			"personal_access_token and service_access_token.")
 		fields["access_token_id"] = str("ID of the access token in Datadog; personal_access_token and service_access_token.")
 		fields["expires_at"] = &framework.FieldSchema{Type: framework.TypeTime,
 			Description: "When Datadog itself expires the token (RFC 3339); personal_access_token and service_access_token."}
@@ -299,6 +300,12 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 	// the role's max_ttl grew since: tidy relies on it.
 	if ends, err := time.Parse(time.RFC3339Nano, fmt.Sprint(req.Secret.InternalData["lease_ends"])); err == nil {
 		if limit := ends.Sub(req.Secret.IssueTime); resp.Secret.MaxTTL == 0 || resp.Secret.MaxTTL > limit {
+			resp.Secret.MaxTTL = limit
+		}
+	}
+	// Nor a token root's end, which the lease may predate (token_root.go).
+	if end := sess.cfg.leaseEndLimit(); !end.IsZero() {
+		if limit := end.Sub(req.Secret.IssueTime); resp.Secret.MaxTTL == 0 || resp.Secret.MaxTTL > limit {
 			resp.Secret.MaxTTL = limit
 		}
 	}
