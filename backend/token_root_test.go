@@ -1,12 +1,15 @@
 package backend
 
 import (
+	"bytes"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulator"
@@ -320,5 +323,60 @@ func TestAccessTokenAsApplicationKey(t *testing.T) {
 		if got := env.appKeyStatus(t, "/api/v1/dashboard", token); got != http.StatusForbidden {
 			t.Errorf("%s as DD-APPLICATION-KEY after revocation: %d, want 403", role, got)
 		}
+	}
+}
+
+// lockedBuffer is a log destination tests read while the backend writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// From 14 days before a token root's end the periodic function logs a
+// warning that says what to do, once a day rather than every minute.
+func TestTokenRootEndIsWarnedInTheLog(t *testing.T) {
+	env := newTestEnv(t)
+	sa := env.createServiceAccount(t)
+	end := time.Now().Add(5 * 24 * time.Hour)
+	env.configureTokenRoot(t, sa, withScopes(), end)
+
+	var logs lockedBuffer
+	conf := logical.TestBackendConfig()
+	conf.BackendUUID = "4f6b0e0c-1d2a-4c1e-9a53-" + t.Name()
+	conf.StorageView = env.storage
+	conf.System = &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
+	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Warn})
+	b, err := Factory(t.Context(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.b = b.(*datadogBackend)
+	for range 3 {
+		env.rollbackOnSchedule(t)
+	}
+	if n := strings.Count(logs.String(), "the engine's root access token expires at"); n != 1 {
+		t.Errorf("%d warnings of the root's end in three periodic runs, want 1:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "another identity") {
+		t.Errorf("the warning does not say how to extend the root:\n%s", logs.String())
+	}
+
+	// 20 days ahead: outside the lead time, nothing.
+	quiet := newTestEnv(t)
+	quiet.configureTokenRoot(t, quiet.createServiceAccount(t), withScopes(), time.Now().Add(20*24*time.Hour))
+	if msg := quiet.storedConfig(t).rootEndWarning(time.Now()); msg != "" {
+		t.Errorf("a root 20 days from its end is warned of: %s", msg)
 	}
 }
