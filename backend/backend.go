@@ -6,6 +6,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -43,6 +44,9 @@ type datadogBackend struct {
 	// rootLock serialises the changes of the root credential: config
 	// writes, rotations and their rollback.
 	rootLock sync.Mutex
+	// rootEndWarned is when a token root's coming end was last logged
+	// (unix nanoseconds; token_root.go).
+	rootEndWarned atomic.Int64
 
 	// credsLock lets a config write or delete see every creds request in
 	// flight: requests hold it shared from the configuration they read to
@@ -191,9 +195,9 @@ Credential types: application_key (an application key of the configured
 identity, limited to the role's scopes, with a per-lease API key unless
 api_key_mode says otherwise), service_account_application_key (the same,
 owned by a service account), personal_access_token and service_access_token
-(access_token and access_token_id, sent as Authorization: Bearer, which
-Datadog itself expires at expires_at), and api_key (an API key alone, for
-Datadog Agents and intake).
+(access_token and access_token_id, sent as Authorization: Bearer or as
+DD_APP_KEY without an API key, which Datadog itself expires at expires_at),
+and api_key (an API key alone, for Datadog Agents and intake).
 
 Configure the engine with the API and application keys of the Datadog
 identity it acts as (config), define roles with the scopes each consumer

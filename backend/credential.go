@@ -79,7 +79,8 @@ func (k credentialKind) responseFields() map[string]*framework.FieldSchema {
 	}
 	switch {
 	case k.token:
-		fields["access_token"] = str("Datadog access token, sent as Authorization: Bearer <token>; personal_access_token and service_access_token.")
+		fields["access_token"] = str("Datadog access token, sent as Authorization: Bearer <token>, or as DD-APPLICATION-KEY (DD_APP_KEY) with no API key; " +
+			"personal_access_token and service_access_token.")
 		fields["access_token_id"] = str("ID of the access token in Datadog; personal_access_token and service_access_token.")
 		fields["expires_at"] = &framework.FieldSchema{Type: framework.TypeTime,
 			Description: "When Datadog itself expires the token (RFC 3339); personal_access_token and service_access_token."}
@@ -332,6 +333,12 @@ func (b *datadogBackend) renewCredential(ctx context.Context, req *logical.Reque
 			resp.Secret.MaxTTL = limit
 		}
 	}
+	// Nor a token root's end, which the lease may predate (token_root.go).
+	if end := sess.cfg.leaseEndLimit(); !end.IsZero() {
+		if limit := end.Sub(req.Secret.IssueTime); resp.Secret.MaxTTL == 0 || resp.Secret.MaxTTL > limit {
+			resp.Secret.MaxTTL = limit
+		}
+	}
 	if id, _ := req.Secret.InternalData["record"].(string); id != "" {
 		ttl := resp.Secret.TTL
 		if ttl <= 0 {
@@ -414,6 +421,10 @@ type leaseTerms struct {
 	ttl     time.Duration // 0: the mount's default
 	keyEnds time.Time     // zero: no shared key
 	maxTTL  time.Duration
+	// root is config when its root is an access token, whose end no lease
+	// may outlive (token_root.go); capped then says why maxTTL is short.
+	root   *datadogConfig
+	capped string
 }
 
 // settleLease fixes a new lease's bounds from issued, the time its keys
@@ -432,6 +443,9 @@ func (b *datadogBackend) settleLease(rec *credentialRecord, issued time.Time) {
 		if untilKeyEnds := terms.keyEnds.Add(-leaseRegistrationGrace).Sub(issued); maxTTL == 0 || maxTTL > untilKeyEnds {
 			maxTTL = untilKeyEnds
 		}
+	}
+	if terms.root != nil {
+		maxTTL, terms.capped = terms.root.capLease(maxTTL, b.System().MaxLeaseTTL(), issued)
 	}
 	terms.maxTTL = maxTTL
 	rec.LeaseEnds = b.maxLeaseEnd(issued, maxTTL).Add(leaseRegistrationGrace).UTC()

@@ -561,6 +561,9 @@ type listedObject struct {
 	// application key's last 4 characters, an access token's public
 	// portion (its start). Empty for other kinds.
 	Visible string
+	// Scopes of an access token (identifyRoot stores the root's: Datadog
+	// lets a token create only tokens within them); nil for other kinds.
+	Scopes []string
 }
 
 func (c *datadogClient) FindByName(ctx context.Context, o datadogObject, createdAfter time.Time) ([]string, error) {
@@ -602,7 +605,7 @@ func (c *datadogClient) List(ctx context.Context, o datadogObject, maxPages int)
 func (c *datadogClient) listPage(ctx context.Context, o datadogObject, page int64) ([]listedObject, error) {
 	var entries []listedObject
 	add := func(id, name, owner string, created time.Time, visible string, expires *time.Time) {
-		entries = append(entries, listedObject{datadogObject{Kind: o.Kind, ID: id, Name: name, Owner: owner, Home: o.Home, ExpiresAt: expires}, created, visible})
+		entries = append(entries, listedObject{datadogObject{Kind: o.Kind, ID: id, Name: name, Owner: owner, Home: o.Home, ExpiresAt: expires}, created, visible, nil})
 	}
 	err := c.call(ctx, describeKind(o.Kind)+" listing", true, func(ctx context.Context) (*http.Response, error) {
 		entries = entries[:0]
@@ -637,6 +640,7 @@ func (c *datadogClient) listPage(ctx context.Context, o datadogObject, page int6
 				rels := t.GetRelationships()
 				owner := rels.GetOwnedBy()
 				add(t.GetId(), attrs.GetName(), owner.Data.GetId(), attrs.GetCreatedAt(), attrs.GetPublicPortion(), expiry(attrs.GetExpiresAtOk()))
+				entries[len(entries)-1].Scopes = attrs.GetScopes()
 			}
 			return resp, err
 		case kindServiceAccessToken:
@@ -645,6 +649,7 @@ func (c *datadogClient) listPage(ctx context.Context, o datadogObject, page int6
 			for _, t := range out.GetData() {
 				attrs := t.GetAttributes()
 				add(t.GetId(), attrs.GetName(), o.Owner, attrs.GetCreatedAt(), attrs.GetPublicPortion(), expiry(attrs.GetExpiresAtOk()))
+				entries[len(entries)-1].Scopes = attrs.GetScopes()
 			}
 			return resp, err
 		case kindAPIKey:

@@ -96,11 +96,19 @@ func configReadResponses() map[int][]framework.Response {
 			"Kind of the root credential: application_key (app_key) or service_access_token (access_token)."),
 		"root_key_id": field(framework.TypeString, true,
 			"Datadog id of the root credential; empty until the engine has identified it, which config/rotate-root needs."),
-		"root_key_name":   field(framework.TypeString, true, "Name of the root credential in Datadog; empty until identified."),
-		"root_expires_at": field(framework.TypeString, true, "When Datadog expires an access_token root (RFC 3339); empty for an app_key root."),
-		"root_scopes":     field(framework.TypeStringSlice, true, "Scopes of the root credentials config/rotate-root creates: root_scopes, or the default."),
+		"root_key_name": field(framework.TypeString, true, "Name of the root credential in Datadog; empty until identified."),
+		"root_expires_at": field(framework.TypeString, true,
+			"When Datadog expires an access_token root (RFC 3339): the engine's hard end, which no rotation moves (Datadog lets no token make one "+
+				"that outlives it); leases end before it. Only a new access_token made by another identity, written to config, moves it. "+
+				"Empty for an app_key root, and for a token without expiry."),
+		"root_scopes": field(framework.TypeStringSlice, true,
+			"Scopes of the root credentials config/rotate-root creates: root_scopes, or by default the current root token's own "+
+				"(root_token_scopes) for an access_token root, and what every credential kind needs for an app_key root."),
+		"root_token_scopes": field(framework.TypeStringSlice, true,
+			"Scopes of the access_token root as Datadog listed them (or its rotation made them): the most a token credential may carry; "+
+				"empty for an app_key root, or while the engine has not read them."),
 		"rotation_period": field(framework.TypeInt64, true,
-			"How often the engine rotates the root credential by itself, in seconds; 0: only on request (and an access_token root before it expires)."),
+			"How often the engine rotates the root credential by itself, in seconds; 0: only on request."),
 		"last_rotation": field(framework.TypeString, true,
 			"When the root credential was last rotated, or written to config (RFC 3339); empty when not known."),
 		"next_rotation": field(framework.TypeString, true,
@@ -127,19 +135,20 @@ const configWriteSummary = "Write the Datadog identity and site the engine uses;
 
 func configWriteResponses() map[int][]framework.Response {
 	return stored("Configuration stored.", "which Datadog keys force=true left behind, that config/rotate-root cannot "+
-		"identify the root credential, or that the previous root credential, made by a rotation, is not deleted yet")
+		"identify the root credential, that the previous root credential, made by a rotation, is not deleted yet, that an "+
+		"access_token root nears its end, or which roles cannot issue under an access_token root")
 }
 
 func rotateRootResponses() map[int][]framework.Response {
 	return ok("The new root credential, never its secret. A warning says when the previous one is not deleted yet "+
-		"(the engine retries every minute).", map[string]*framework.FieldSchema{
+		"(the engine retries every minute), and when an access_token root nears its end.", map[string]*framework.FieldSchema{
 		"credential_type": field(framework.TypeString, true, "Kind of the new root credential: application_key or service_access_token."),
 		"key_id":          field(framework.TypeString, true, "Datadog id of the new root credential."),
 		"key_name":        field(framework.TypeString, true, "Its name in Datadog."),
 		"key_last4":       field(framework.TypeString, true, "Its last four characters; the secret itself is never returned."),
-		"scopes":          field(framework.TypeStringSlice, true, "Its scopes: config's root_scopes, or the default."),
+		"scopes":          field(framework.TypeStringSlice, true, "Its scopes: config's root_scopes, or the default (for an access_token root, the previous token's)."),
 		"rotated_at":      field(framework.TypeTime, true, "When it was made."),
-		"expires_at":      field(framework.TypeTime, false, "When Datadog expires it; access_token roots only."),
+		"expires_at":      field(framework.TypeTime, false, "When Datadog expires it: when the previous one did; access_token roots only."),
 	})
 }
 
@@ -218,5 +227,6 @@ func tidyStatusResponses() map[int][]framework.Response {
 const roleWriteSummary = "Create or update a role; scopes and service account are checked with Datadog first."
 
 func roleWriteResponses() map[int][]framework.Response {
-	return stored("Role stored.", "that the role is unscoped, that its ttl or max_ttl exceeds the mount's maximum, or that it hands out the engine's own API key")
+	return stored("Role stored.", "that the role is unscoped, that its ttl or max_ttl exceeds the mount's maximum, that it hands out the engine's own API key, "+
+		"or that its leases end early, before an access_token root's end")
 }

@@ -40,8 +40,12 @@ type datadogConfig struct {
 	RootExpiresAt *time.Time `json:"root_expires_at,omitempty"`
 	// RootScopes are the scopes of the root credentials rotate-root creates.
 	RootScopes []string `json:"root_scopes,omitempty"`
+	// RootTokenScopes are the scopes of an access_token root, as Datadog
+	// listed them (or a rotation gave them): the most a token credential
+	// may carry (token_root.go). nil: not known.
+	RootTokenScopes []string `json:"root_token_scopes,omitempty"`
 	// RotationPeriod is how often the engine rotates its root credential;
-	// 0: only on request (and, for a token, before it expires).
+	// 0: only on request.
 	RotationPeriod time.Duration `json:"rotation_period,omitempty"`
 	// LastRotation is when the root credential was last rotated, or
 	// written by an operator.
@@ -153,7 +157,10 @@ func pathConfig(b *datadogBackend) *framework.Path {
 			"access_token": {
 				Type: framework.TypeString,
 				Description: "Instead of app_key: a service access token (ddsat_…) of service_account_id, sent as " +
-					"Authorization: Bearer. Datadog expires it; the engine rotates it before then. Write-only: never returned.",
+					"Authorization: Bearer. Its expiry is the engine's hard end: rotate-root replaces the token but keeps that end " +
+					"(Datadog lets no token make one that outlives it), so write a new token made by another identity before then. " +
+					"Under it, roles issue service_access_token (within the token's scopes) and api_key credentials only: Datadog " +
+					"lets no access token create application keys. Write-only: never returned.",
 				DisplayAttrs: &framework.DisplayAttributes{
 					Name:      "Access token",
 					Sensitive: true,
@@ -166,12 +173,13 @@ func pathConfig(b *datadogBackend) *framework.Path {
 			"root_scopes": {
 				Type: framework.TypeCommaStringSlice,
 				Description: "Scopes of the root credentials rotate-root creates. Default: " + strings.Join(defaultRootScopes, ",") +
-					" — what the engine needs for every credential kind.",
+					" — what the engine needs for every credential kind; for an access_token root, the token's own scopes " +
+					"(root_scopes must then be among them).",
 			},
 			"rotation_period": {
 				Type: framework.TypeDurationSecond,
 				Description: "How often the engine rotates its root credential by itself, such as 720h; at least 1m. " +
-					"0 (the default): only on request (config/rotate-root), and for an access_token root before it expires.",
+					"0 (the default): only on request (config/rotate-root). It never moves an access_token root's expiry.",
 			},
 			"site": {
 				Type:          framework.TypeString,
@@ -302,7 +310,11 @@ func (b *datadogBackend) pathConfigRead(ctx context.Context, req *logical.Reques
 		data[k] = v
 	}
 	maps.Copy(data, b.auditConfigRead(cfg))
-	return &logical.Response{Data: data}, nil
+	resp := &logical.Response{Data: data}
+	if msg := cfg.rootEndWarning(time.Now()); msg != "" {
+		resp.AddWarning(msg)
+	}
+	return resp, nil
 }
 
 func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -404,22 +416,36 @@ func (b *datadogBackend) pathConfigWrite(ctx context.Context, req *logical.Reque
 		return logical.ErrorResponse("access_token belongs to user %s, not to service_account_id %s", owner.ID, cfg.ServiceAccountID), nil
 	}
 	var warnings []string
-	if cfg.RootKeyID == "" {
-		// Known now, the root's id is shown on read, and a token's expiry
-		// schedules its rotation. Not knowing it stops only rotation.
+	if cfg.RootKeyID == "" || cfg.rootScopesUnknown() {
+		// Known now, the root's id is shown on read; a token's expiry and
+		// scopes bound what the engine may issue (token_root.go). Not
+		// knowing them stops only rotation.
 		identified, err := b.newClient(cfg, b.Logger())
 		if err != nil {
 			return nil, err
 		}
 		lookup, cancel := context.WithTimeout(ctx, checkTimeout)
-		root, err := identifyRoot(lookup, identified, cfg)
+		root, scopes, err := identifyRoot(lookup, identified, cfg)
 		cancel()
 		if err != nil {
 			warnings = append(warnings, fmt.Sprintf("config/rotate-root will not work until this is fixed: %v", err))
 		} else {
 			cfg.RootKeyID, cfg.RootKeyName, cfg.RootExpiresAt = root.ID, root.Name, root.ExpiresAt
+			if cfg.tokenRoot() {
+				cfg.RootTokenScopes = scopes
+			}
 		}
 	}
+	if cfg.tokenRoot() && len(cfg.RootScopes) > 0 {
+		if err := rotationScopesProblem(cfg.RootTokenScopes, cfg.RootScopes); err != nil {
+			return logical.ErrorResponse(err.Error()), nil
+		}
+	}
+	rootWarnings, err := b.rootRoleWarnings(ctx, req.Storage, cfg)
+	if err != nil {
+		return nil, err
+	}
+	warnings = append(warnings, rootWarnings...)
 
 	if previous != nil && !previous.sameIdentity(cfg) {
 		next := &successor{cfg: cfg}
@@ -774,10 +800,21 @@ engine could then no longer delete, unless force=true (then warnings name
 each key left behind). The configuration is stored seal-wrapped.
 
 config/rotate-root replaces the root credential with one only Vault knows,
-scoped to root_scopes; rotation_period makes the engine do it by itself (and
-an access_token root is rotated before it expires). A root credential the
-engine made is deleted when config is replaced or deleted, or the mount
-disabled.
+scoped to root_scopes; rotation_period makes the engine do it by itself. A
+root credential the engine made is deleted when config is replaced or
+deleted, or the mount disabled.
+
+An access_token root is held to Datadog's rules for access tokens: a call
+made with one cannot create or update application keys, and creates tokens
+only within its own scopes and expiry. So under it roles issue
+service_access_token credentials (within root_token_scopes, their expiry and
+leases ending before the root's) and api_key credentials; role writes and
+creds of the other types are refused with a 400. Its expiry,
+root_expires_at, is the engine's hard end: a rotation replaces the token's
+secret, not its end date. The engine warns from 14 days before it (its log,
+config reads and writes, rotations); to move it, write config a new
+access_token made by another identity (a person, or another service
+account). An app_key root has no such end and issues every type.
 
 Use site for a Datadog region (datadoghq.eu, us3.datadoghq.com, ...), or api_url
 for a proxy or a local emulator.
@@ -792,8 +829,9 @@ since the plugin started on this node).
 
 A read returns site, api_url, owner_id, owner_handle and org_id (the
 identity); root_credential_type, root_key_id, root_key_name,
-service_account_id, root_expires_at, root_scopes, rotation_period (in
-seconds), last_rotation and next_rotation (the root credential);
+service_account_id, root_expires_at (an access_token root's hard end),
+root_scopes, root_token_scopes, rotation_period (in seconds), last_rotation
+and next_rotation (the root credential);
 api_key_last4, app_key_last4 and access_token_last4 (api_key, app_key and
 access_token are write-only: reads return only their last four characters);
 allowed_scopes, and request_timeout, tidy_interval and watch_interval in

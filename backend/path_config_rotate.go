@@ -76,7 +76,7 @@ func (b *datadogBackend) pathRotateRoot(ctx context.Context, req *logical.Reques
 	switch {
 	case errors.Is(err, errNotConfigured):
 		return logical.ErrorResponse("the engine is not configured: write %sconfig first", req.MountPoint), nil
-	case errors.Is(err, errRootUnknown):
+	case errors.Is(err, errRootUnknown), errors.Is(err, errRootContained):
 		return logical.ErrorResponse(err.Error()), nil
 	case err != nil:
 		return nil, err
@@ -95,6 +95,9 @@ func (b *datadogBackend) pathRotateRoot(ctx context.Context, req *logical.Reques
 	resp := &logical.Response{Data: data}
 	if warning != "" {
 		resp.AddWarning(warning)
+	}
+	if msg := cfg.rootEndWarning(time.Now()); msg != "" {
+		resp.AddWarning(msg)
 	}
 	return resp, nil
 }
@@ -126,7 +129,7 @@ func (c *datadogConfig) setRoot(d *framework.FieldData) string {
 		return "service_account_id changes only with an access_token of the new service account"
 	}
 	if c.rootSecret() != before {
-		c.RootKeyID, c.RootKeyName, c.RootExpiresAt = "", "", nil
+		c.RootKeyID, c.RootKeyName, c.RootExpiresAt, c.RootTokenScopes = "", "", nil, nil
 		c.LastRotation = time.Now().UTC()
 	}
 	return ""
@@ -151,6 +154,11 @@ func (c *datadogConfig) rootScopes() []string {
 	if len(c.RootScopes) > 0 {
 		return c.RootScopes
 	}
+	// A token root keeps its own: Datadog lets it make no token with more,
+	// and its token roles need them.
+	if c.tokenRoot() && len(c.RootTokenScopes) > 0 {
+		return c.RootTokenScopes
+	}
 	return defaultRootScopes
 }
 
@@ -166,7 +174,7 @@ func (c *datadogConfig) rootScopesProblem() string {
 	if c.rootKind() == kindServiceAccessToken {
 		need = "service_account_write" // to create and revoke the service account's tokens
 	}
-	if !slices.Contains(c.rootScopes(), need) {
+	if len(c.RootScopes) > 0 && !slices.Contains(c.RootScopes, need) {
 		return fmt.Sprintf("root_scopes must include %s: a root %s without it could not be rotated again", need, describeKind(c.rootKind()))
 	}
 	return ""
@@ -201,29 +209,17 @@ func shows(secret, visible string) bool {
 	return strings.HasSuffix(secret, visible)
 }
 
-// rootTokenLifetime is the Datadog expiry given to a rotated access token:
-// two rotation periods, so that one missed rotation does not stop the
-// engine, within Datadog's bounds.
-func (c *datadogConfig) rootTokenLifetime() time.Duration {
-	if c.RotationPeriod == 0 {
-		return 90 * 24 * time.Hour
-	}
-	return min(max(2*c.RotationPeriod, 24*time.Hour), 365*24*time.Hour)
-}
-
 // nextRotation is when the engine rotates the root credential by itself:
-// a rotation period after the last rotation, and for a token once two
-// thirds of its life have passed, whichever comes first. Zero: never.
+// a rotation period after the last rotation. Zero: never. A rotation
+// replaces a token root's secret, not its end (Datadog lets no token make
+// one that outlives it), so none is scheduled at or past that end.
 func (c *datadogConfig) nextRotation() time.Time {
-	var next time.Time
-	if c.RotationPeriod > 0 {
-		next = c.LastRotation.Add(c.RotationPeriod)
+	if c.RotationPeriod <= 0 {
+		return time.Time{}
 	}
-	if c.RootExpiresAt != nil {
-		due := c.RootExpiresAt.Add(-c.RootExpiresAt.Sub(c.LastRotation) / 3)
-		if next.IsZero() || due.Before(next) {
-			next = due
-		}
+	next := c.LastRotation.Add(c.RotationPeriod)
+	if end := c.rootEnd(); !end.IsZero() && !next.Before(end) {
+		return time.Time{}
 	}
 	return next
 }
@@ -235,6 +231,7 @@ func (c *datadogConfig) rootStatus() map[string]interface{} {
 		"root_key_id":          c.RootKeyID,
 		"root_key_name":        c.RootKeyName,
 		"root_scopes":          c.rootScopes(),
+		"root_token_scopes":    append([]string{}, c.RootTokenScopes...), // [] rather than null when unknown
 		"rotation_period":      int64(c.RotationPeriod.Seconds()),
 		"service_account_id":   c.ServiceAccountID,
 		"access_token_last4":   last4(c.AccessToken),
@@ -259,31 +256,32 @@ func (c *datadogConfig) rootStatus() map[string]interface{} {
 var errRootUnknown = errors.New("the root credential cannot be identified in Datadog")
 
 // identifyRoot finds the root credential's id, name and (for a token)
-// expiry in Datadog, from the part of the secret listings show.
-func identifyRoot(ctx context.Context, client datadogAPI, cfg *datadogConfig) (datadogObject, error) {
+// expiry and scopes in Datadog, from the part of the secret listings show
+// (or, known, its id).
+func identifyRoot(ctx context.Context, client datadogAPI, cfg *datadogConfig) (datadogObject, []string, error) {
 	o := cfg.rootObject()
-	if o.ID != "" {
-		return o, nil
+	if o.ID != "" && !cfg.rootScopesUnknown() {
+		return o, cfg.RootTokenScopes, nil
 	}
 	listed, err := client.List(ctx, datadogObject{Kind: o.Kind, Owner: o.Owner, Home: o.Home}, findMaxPages)
 	if err != nil {
-		return o, fmt.Errorf("%w: listing the %ss of user %s: %w", errRootUnknown, describeKind(o.Kind), o.Owner, err)
+		return o, nil, fmt.Errorf("%w: listing the %ss of user %s: %w", errRootUnknown, describeKind(o.Kind), o.Owner, err)
 	}
 	var found []listedObject
 	for _, l := range listed {
-		if l.Visible != "" && shows(cfg.rootSecret(), l.Visible) {
+		if o.ID != "" && l.ID == o.ID || o.ID == "" && l.Visible != "" && shows(cfg.rootSecret(), l.Visible) {
 			found = append(found, l)
 		}
 	}
 	if len(found) != 1 {
-		return o, fmt.Errorf("%w: %d of the %d %ss of user %s end like it; write a new root credential to config "+
+		return o, nil, fmt.Errorf("%w: %d of the %d %ss of user %s end like it; write a new root credential to config "+
 			"(or delete the look-alikes in Datadog) and rotate again", errRootUnknown, len(found), len(listed), describeKind(o.Kind), o.Owner)
 	}
 	o.ID, o.Name = found[0].ID, found[0].Name
 	if found[0].ExpiresAt != nil {
 		o.ExpiresAt = found[0].ExpiresAt
 	}
-	return o, nil
+	return o, found[0].Scopes, nil
 }
 
 // madeRoot reports whether the root credential is one a rotation of this
@@ -371,16 +369,25 @@ func (b *datadogBackend) rotateRoot(ctx context.Context, s logical.Storage) (*da
 	if err != nil {
 		return nil, "", err
 	}
-	old, err := identifyRoot(ctx, client, cfg)
+	old, oldScopes, err := identifyRoot(ctx, client, cfg)
 	if err != nil {
 		return nil, "", err
 	}
 
 	now := time.Now().UTC()
 	next := datadogObject{Kind: old.Kind, Owner: old.Owner, Name: rootName(b.marker, now), Home: cfg.home()}
+	scopes := cfg.rootScopes()
 	if next.Kind == kindServiceAccessToken {
-		expires := now.Add(cfg.rootTokenLifetime())
-		next.ExpiresAt = &expires
+		// Made with the current root, the next one holds no more scopes and
+		// ends when it does (no expiry if it has none): a rotation replaces
+		// the secret, not the end date.
+		if len(cfg.RootScopes) == 0 && len(oldScopes) > 0 {
+			scopes = oldScopes
+		}
+		if err := rotationScopesProblem(oldScopes, scopes); err != nil {
+			return nil, "", err
+		}
+		next.ExpiresAt = old.ExpiresAt
 	}
 	step := rootStep{Object: next, CreatedAt: now, Ends: now.Add(cfg.rotationBudget() + requestEndMargin)}
 	createWAL, err := framework.PutWAL(ctx, s, walRootCreate, &step)
@@ -388,7 +395,7 @@ func (b *datadogBackend) rotateRoot(ctx context.Context, s logical.Storage) (*da
 		return nil, "", err
 	}
 	sess := &session{cfg: cfg, client: client}
-	created, err := client.Create(ctx, next, cfg.rootScopes())
+	created, err := client.Create(ctx, next, scopes)
 	if err != nil {
 		return nil, "", b.abandonRotation(ctx, s, sess, createWAL, next, ambiguous(err), fmt.Errorf("creating the new root %s: %w", describeKind(next.Kind), err))
 	}
@@ -404,6 +411,9 @@ func (b *datadogBackend) rotateRoot(ctx context.Context, s logical.Storage) (*da
 		rotated.AppKey = created.Secret
 	}
 	rotated.RootKeyID, rotated.RootKeyName, rotated.RootExpiresAt, rotated.LastRotation = next.ID, next.Name, next.ExpiresAt, now
+	if next.Kind == kindServiceAccessToken {
+		rotated.RootTokenScopes = scopes
+	}
 	newClient, err := b.newClient(&rotated, b.Logger())
 	if err == nil {
 		err = checkRoot(ctx, newClient, cfg.OwnerID)
@@ -551,6 +561,7 @@ func (b *datadogBackend) periodicRotation(ctx context.Context, s logical.Storage
 	if err != nil || sess == nil {
 		return err
 	}
+	b.warnRootEnd(sess.cfg)
 	next := sess.cfg.nextRotation()
 	if next.IsZero() || time.Now().Before(next) {
 		return nil
@@ -567,10 +578,14 @@ const pathRotateRootHelpSyn = `Rotate the engine's root credential (its app_key,
 
 const pathRotateRootHelpDesc = `
 Creates a new root credential for the configured identity: an application
-key, or for an access_token root a service access token of the same
-service account, with root_scopes (config; default: what the engine needs).
-It checks that the new credential works, stores it in config, and deletes
-the old one in Datadog. The answer gives the new credential's
+key with root_scopes (config; default: what the engine needs), or for an
+access_token root a service access token of the same service account, with
+root_scopes or by default the current token's scopes, expiring when the
+current one does. Made with the current token, it can have no more scopes
+and no later expiry (Datadog's rules for access tokens): a rotation replaces
+a token root's secret, never its end, and root_scopes outside the current
+token's are refused. It checks that the new credential works, stores it in
+config, and deletes the old one in Datadog. The answer gives the new credential's
 credential_type, key_id, key_name, key_last4 (its last 4 characters), scopes,
 rotated_at and, for an access token, expires_at, never the secret: after a
 rotation nobody outside Vault holds the engine's root credential. A warning

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -81,6 +82,11 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 	if msg := cfg.scopesProblem(kind, asked.scopes); msg != "" {
 		return logical.ErrorResponse("role %q cannot issue credentials: its %s; narrow the role or config's allowed_scopes", roleName, msg), nil
 	}
+	// Datadog's rules for a token root, checked before anything is made
+	// (token_root.go); the role may predate the root.
+	if msg := cmp.Or(cfg.containmentProblem(kind, asked.scopes), cfg.rootEndProblem(time.Now())); msg != "" {
+		return logical.ErrorResponse("role %q cannot issue credentials, and nothing was created in Datadog: %s", roleName, msg), nil
+	}
 	if kind.withAPIKey && role.APIKeyMode == apiKeyModeStatic && cfg.APIKey == "" {
 		return logical.ErrorResponse("role %q has api_key_mode static, but config has no api_key to share: write config api_key, or use api_key_mode dynamic", roleName), nil
 	}
@@ -106,7 +112,7 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 		if maxLease == 0 || maxLease > b.System().MaxLeaseTTL() {
 			maxLease = b.System().MaxLeaseTTL()
 		}
-		expiresAt := kind.tokenExpiry(now, maxLease)
+		expiresAt := cfg.capExpiry(kind.tokenExpiry(now, maxLease))
 		main.ExpiresAt = &expiresAt
 	}
 	rec.Objects = []datadogObject{main}
@@ -132,6 +138,9 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 	rec.terms = &leaseTerms{role: role, ttl: leaseTTL(role, asked.ttl)}
 	if shared != nil {
 		rec.terms.keyEnds = shared.rec.LeaseEnds // no lease outlives its key
+	}
+	if cfg.tokenRoot() {
+		rec.terms.root = cfg // nor its root (token_root.go)
 	}
 
 	secrets, resp, err := b.createForOwner(ctx, req.Storage, sess, role, rec, asked.scopes)
@@ -195,6 +204,9 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 	}
 	resp = b.Secret(secretType(kind.name)).Response(data, internal)
 	resp.Secret.TTL, resp.Secret.MaxTTL = rec.terms.ttl, rec.terms.maxTTL
+	if rec.terms.capped != "" {
+		resp.AddWarning(rec.terms.capped)
+	}
 	b.auditIssued(ctx, req, rec, kind, asked.scopes, resp.Secret)
 	return resp, nil
 }
@@ -220,7 +232,7 @@ func (b *datadogBackend) createObjects(ctx context.Context, s logical.Storage, s
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			created[i], errs[i] = b.createObject(ctx, sess.client, &rec.Objects[i], scopes)
+			created[i], errs[i] = b.createObject(ctx, sess.client, &rec.Objects[i], scopes, sess.cfg.rootEnd())
 		}()
 	}
 	wg.Wait()
@@ -244,7 +256,7 @@ func (b *datadogBackend) createObjects(ctx context.Context, s logical.Storage, s
 	}
 	if failed >= 0 {
 		b.abandon(ctx, s, sess, rec, mayExist)
-		resp, err := createFailed(rec.Objects[failed].Kind, errs[failed])
+		resp, err := createFailed(rec.Objects[failed].Kind, errs[failed], sess.cfg.tokenRoot())
 		return nil, resp, err
 	}
 
@@ -350,14 +362,15 @@ func (b *datadogBackend) abandon(ctx context.Context, s logical.Storage, sess *s
 // createObject creates one object. Datadog sets no minimum expiry for
 // service access tokens in its specification; should it refuse a short one,
 // the token is made once more to expire 24 h ahead (the lease still revokes
-// it early).
-func (b *datadogBackend) createObject(ctx context.Context, client datadogAPI, o *datadogObject, scopes []string) (createdObject, error) {
+// it early), unless that is past rootEnd (a token root's end: Datadog would
+// refuse it too).
+func (b *datadogBackend) createObject(ctx context.Context, client datadogAPI, o *datadogObject, scopes []string, rootEnd time.Time) (createdObject, error) {
 	created, err := client.Create(ctx, *o, scopes)
+	later := time.Now().Add(24*time.Hour + expiryGrace).UTC().Truncate(time.Second)
 	if o.Kind == kindServiceAccessToken && o.ExpiresAt != nil && httpStatus(err) == http.StatusBadRequest &&
-		time.Until(*o.ExpiresAt) < 24*time.Hour {
+		time.Until(*o.ExpiresAt) < 24*time.Hour && (rootEnd.IsZero() || !later.After(rootEnd)) {
 		b.Logger().Warn("Datadog refused the service access token's expiry; retrying with an expiry 24 h ahead",
 			"name", o.Name, "expires_at", o.ExpiresAt.Format(time.RFC3339), "error", err)
-		later := time.Now().Add(24*time.Hour + expiryGrace).UTC().Truncate(time.Second)
 		o.ExpiresAt = &later
 		created, err = client.Create(ctx, *o, scopes)
 	}
@@ -365,8 +378,10 @@ func (b *datadogBackend) createObject(ctx context.Context, client datadogAPI, o 
 }
 
 // createFailed turns Datadog's refusals that an operator can act on into a
-// 400 answer; other failures are internal errors.
-func createFailed(kind string, err error) (*logical.Response, error) {
+// 400 answer; other failures are internal errors. tokenRoot: the engine
+// acts with an access token, whose containment rules Datadog may have
+// applied in a way the engine could not foresee.
+func createFailed(kind string, err error, tokenRoot bool) (*logical.Response, error) {
 	switch httpStatus(err) {
 	case http.StatusBadRequest:
 		if kind == kindAPIKey {
@@ -383,6 +398,11 @@ func createFailed(kind string, err error) (*logical.Response, error) {
 		}
 		return logical.ErrorResponse("Datadog refused to create the %s: %v", describeKind(kind), err), nil
 	case http.StatusForbidden:
+		if tokenRoot {
+			return logical.ErrorResponse("Datadog refused to let the engine's root access token create the %s (%v): the root lacks the "+
+				"permission, or the credential would break Datadog's rules for access tokens (no application keys; tokens only within the "+
+				"root's own scopes and expiry); change the role, or write config a root that may", describeKind(kind), err), nil
+		}
 		return logical.ErrorResponse("the configured Datadog identity may not create %ss (%v); grant it the permission or change config", describeKind(kind), err), nil
 	case http.StatusTooManyRequests:
 		return nil, logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf("no %s was created: %v; retry then", describeKind(kind), err))
@@ -433,6 +453,14 @@ its expiry in Datadog. Renewal is refused once the role issues something else
 credential was deleted outside Vault, and when it falls outside config's
 allowed_scopes.
 
+With an access_token root (config), Datadog's rules for access tokens apply
+to every credential, and the engine checks them before it calls Datadog: a
+role of an application key type or personal_access_token is refused with a
+400 and nothing is created; a token's scopes (narrowed or not) must be among
+the root token's; a token expires in Datadog no later than the root, and
+every lease ends before it (a warning says when the lease's max_ttl was
+shortened for it, which happens more as the root ages).
+
 Returned fields, by credential_type:
   application_key, service_account_application_key:
     application_key, application_key_id and scopes (DD_APP_KEY); with
@@ -442,7 +470,8 @@ Returned fields, by credential_type:
     service_account_id for the latter: the role's, or with
     service_account_ids the one that holds the fewest keys.
   personal_access_token, service_access_token:
-    access_token (sent as Authorization: Bearer), access_token_id, scopes,
+    access_token (sent as Authorization: Bearer, or as DD-APPLICATION-KEY,
+    DD_APP_KEY, with no API key), access_token_id, scopes,
     expires_at (when Datadog itself expires the token); service_account_id
     for the latter.
   api_key:

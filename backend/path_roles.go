@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -387,6 +388,11 @@ func (b *datadogBackend) pathRoleWrite(ctx context.Context, req *logical.Request
 	if role.kind().withAPIKey && role.APIKeyMode == apiKeyModeStatic {
 		resp.AddWarning("api_key_mode static hands out the engine's own API key, which no lease revocation removes")
 	}
+	if msg, err := b.rootEndRoleWarning(ctx, req.Storage, role); err != nil {
+		return nil, err
+	} else if msg != "" {
+		resp.AddWarning(msg)
+	}
 	if role.ownsAPIKey() {
 		resp.AddWarning("api_key_mode dynamic makes one API key per lease: Datadog caps an organisation's API keys (50 by default), " +
 			"and creds are refused once the organisation nears its cap; api_key_mode shared hands one key per window to every lease")
@@ -452,17 +458,24 @@ func (b *datadogBackend) validateRole(ctx context.Context, req *logical.Request,
 	if msg := checkNameTemplate(role.nameTemplate()); msg != "" {
 		return msg, nil
 	}
+	sess, err := b.session(ctx, req.Storage)
+	if err != nil {
+		return "", err
+	}
+	// A kind a token root cannot issue is refused before Datadog is asked
+	// anything.
+	if sess != nil {
+		if msg := sess.cfg.containmentProblem(kind, nil); msg != "" {
+			return msg, nil
+		}
+	}
 	if len(role.Scopes) > 0 {
 		if msg, err := b.checkScopes(ctx, req.Storage, role.Scopes); msg != "" || err != nil {
 			return msg, err
 		}
 	}
-	sess, err := b.session(ctx, req.Storage)
-	if err != nil {
-		return "", err
-	}
 	if sess != nil {
-		if msg := sess.cfg.scopesProblem(kind, role.Scopes); msg != "" {
+		if msg := cmp.Or(sess.cfg.scopesProblem(kind, role.Scopes), sess.cfg.containmentProblem(kind, role.Scopes)); msg != "" {
 			return msg, nil
 		}
 	}
@@ -530,7 +543,12 @@ On write, scopes are checked against the organisation's permission list (the
 list built into the engine when the engine is not configured yet or its
 identity may not list permissions) and against config's allowed_scopes, and a
 service account is checked to exist and be enabled; a refused write changes
-nothing. Updates change only the fields given. Credentials already issued keep
+nothing. With an access_token root (config), Datadog's rules for access tokens
+apply: application key types and personal_access_token are refused (a token
+may not create application keys; the engine takes it that a service access
+token may not create a personal one), and a service_access_token role's
+scopes must be among the root token's; a write warns when the root's end
+will cut its leases short. Updates change only the fields given. Credentials already issued keep
 what they were created with, and their leases are no longer renewed once the
 role issues another credential_type, service account or scopes, or is deleted.
 

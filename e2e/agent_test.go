@@ -44,6 +44,84 @@ func TestVaultAgentTemplate(t *testing.T) {
 	})
 }
 
+// TestVaultAgentTokenTemplate runs examples/vault-agent/template-token.hcl
+// in a real Vault Agent with a token role, as its README sets it up: the
+// file it renders holds DD_APP_KEY (the token) and DD_SITE, no API key; a
+// client sending that token alone as DD-APPLICATION-KEY is served within
+// the role's scopes and refused outside them; once the lease reaches its
+// max TTL the agent renders a new token, and the old one, its lease
+// revoked, is refused.
+func TestVaultAgentTokenTemplate(t *testing.T) {
+	t.Parallel()
+	dd, client, mount := startEngine(t)
+	write(t, client, mount+"/roles/agent-token-role", map[string]any{
+		"credential_type": "personal_access_token", "scopes": "dashboards_read", "ttl": "5s", "max_ttl": "15s",
+	})
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "vault-token"), vault.token+"\n")
+
+	startAgent(t, dir, "vault-agent/template-token.hcl", `"datadog/creds/agent-token-role"`, `"`+mount+`/creds/agent-token-role"`)
+	rendered := filepath.Join(dir, "datadog.env")
+	current := func() (map[string]string, error) {
+		data, err := os.ReadFile(rendered)
+		if err != nil {
+			return nil, err
+		}
+		env := map[string]string{}
+		for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+			name, value, _ := strings.Cut(line, "=")
+			if name != "DD_SITE" {
+				noteSecret(value)
+			}
+			env[name] = value
+		}
+		if len(env) != 2 || env["DD_APP_KEY"] == "" || env["DD_SITE"] == "" {
+			return nil, fmt.Errorf("%d variables, want DD_APP_KEY and DD_SITE alone", len(env))
+		}
+		return env, nil
+	}
+	var first map[string]string
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		env, err := current()
+		if err == nil {
+			first = env
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no token rendered by the agent after a minute: %v", err)
+		}
+	}
+	token := first["DD_APP_KEY"]
+	if !strings.HasPrefix(token, "ddpat_") || first["DD_SITE"] != "datadoghq.com" {
+		t.Errorf("rendered DD_APP_KEY %.6s…, DD_SITE %q: want a personal access token and the configured site", token, first["DD_SITE"])
+	}
+	if got, _ := dd.do(t, http.MethodGet, "/api/v1/dashboard", "", appKeyHeader(token)); got != http.StatusOK {
+		t.Errorf("the rendered DD_APP_KEY alone, in scope: HTTP %d, want 200", got)
+	}
+	if got, _ := dd.do(t, http.MethodGet, "/api/v1/monitor", "", appKeyHeader(token)); got != http.StatusForbidden {
+		t.Errorf("the rendered DD_APP_KEY alone, out of scope: HTTP %d, want 403", got)
+	}
+
+	// At max_ttl: a new token in the file, the old one's lease revoked.
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if env, err := current(); err == nil && env["DD_APP_KEY"] != token {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the agent still renders its first token 90s after it was seen, far past the role's max_ttl")
+		}
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(250 * time.Millisecond) {
+		got, _ := dd.do(t, http.MethodGet, "/api/v1/dashboard", "", appKeyHeader(token))
+		if got == http.StatusForbidden {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first token as DD-APPLICATION-KEY a minute after it was replaced: HTTP %d, want 403 once its lease ended", got)
+		}
+	}
+}
+
 // TestVaultAgentExec runs examples/vault-agent/exec.hcl in a real Vault
 // Agent: its child process starts with working keys of one lease in its
 // environment (three variables, one lease), and is started again with new

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/api"
 )
 
 // TestAIAgentExample sets up examples/ai-agent as its setup.sh does (with
@@ -22,33 +24,7 @@ func TestAIAgentExample(t *testing.T) {
 	t.Parallel()
 	dd, client, mount := startEngine(t)
 	write(t, client, mount+"/roles/other", map[string]any{"scopes": "dashboards_read"})
-	approle := "approle-" + mount
-	policy := "policy-" + mount
-	dir := t.TempDir()
-
-	setup, err := filepath.Abs(filepath.Join("..", "examples", "ai-agent", "setup.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("sh", setup)
-	cmd.Dir = dir
-	cmd.Env = append(vaultEnv(vault.addr, vault.token),
-		"PATH="+filepath.Dir(vault.bin)+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"DATADOG_MOUNT="+mount, "APPROLE_PATH="+approle, "POLICY_NAME="+policy)
-	t.Cleanup(func() {
-		// Disabling the AppRole revokes its tokens, and with them their leases.
-		if err := client.Sys().DisableAuth(approle); err != nil {
-			t.Errorf("disabling auth/%s: %v", approle, err)
-		}
-		if err := client.Sys().DeletePolicy(policy); err != nil {
-			t.Errorf("deleting policy %s: %v", policy, err)
-		}
-	})
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		noteError(fmt.Errorf("%w: %s", err, out))
-		t.Fatalf("setup.sh: %v\n%s", err, redactSecrets(string(out)))
-	}
+	dir, approle, policy := runAIAgentSetup(t, client, mount)
 	roleID := strings.TrimSpace(readFile(t, filepath.Join(dir, "role-id")))
 	agentSecretID := strings.TrimSpace(readFile(t, filepath.Join(dir, "secret-id")))
 	noteSecret(agentSecretID)
@@ -153,5 +129,87 @@ func TestAIAgentExample(t *testing.T) {
 			t.Errorf("leases %v are left under %s/creds/ai-agent/ 10s after the kill switch deleted their keys", leases, mount)
 			break
 		}
+	}
+}
+
+// runAIAgentSetup runs examples/ai-agent/setup.sh for mount, with its own
+// AppRole path and policy name (removed at cleanup) and env added, in a new
+// directory, which it returns with the AppRole path and the policy name.
+func runAIAgentSetup(t *testing.T, client *api.Client, mount string, env ...string) (dir, approle, policy string) {
+	t.Helper()
+	approle, policy, dir = "approle-"+mount, "policy-"+mount, t.TempDir()
+	setup, err := filepath.Abs(filepath.Join("..", "examples", "ai-agent", "setup.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", setup)
+	cmd.Dir = dir
+	cmd.Env = append(append(vaultEnv(vault.addr, vault.token),
+		"PATH="+filepath.Dir(vault.bin)+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"DATADOG_MOUNT="+mount, "APPROLE_PATH="+approle, "POLICY_NAME="+policy), env...)
+	t.Cleanup(func() {
+		// Disabling the AppRole revokes its tokens, and with them their leases.
+		if err := client.Sys().DisableAuth(approle); err != nil {
+			t.Errorf("disabling auth/%s: %v", approle, err)
+		}
+		if err := client.Sys().DeletePolicy(policy); err != nil {
+			t.Errorf("deleting policy %s: %v", policy, err)
+		}
+	})
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		noteError(fmt.Errorf("%w: %s", err, out))
+		t.Fatalf("setup.sh: %v\n%s", err, redactSecrets(string(out)))
+	}
+	return dir, approle, policy
+}
+
+// TestAIAgentExampleWithAServiceAccessToken runs examples/ai-agent/setup.sh
+// with SERVICE_ACCOUNT_ID, on an engine whose own root is a service access
+// token (Datadog's model for automation): the agent's login reads a service
+// access token that works as DD-APPLICATION-KEY alone, within monitors_read,
+// until the agent's token, and with it the lease, is revoked.
+func TestAIAgentExampleWithAServiceAccessToken(t *testing.T) {
+	t.Parallel()
+	dd := startDatadog(t)
+	client := newClient(t)
+	mount := mountPath(t)
+	enableEngine(t, client, mount, dd)
+	configureTokenRoot(t, client, mount, dd, time.Now().Add(30*24*time.Hour), "monitors_read")
+	sa := dd.serviceAccount(t)
+	dir, approle, _ := runAIAgentSetup(t, client, mount, "SERVICE_ACCOUNT_ID="+sa)
+	role, err := client.Logical().Read(mount + "/roles/ai-agent")
+	if err != nil || role == nil || role.Data["credential_type"] != "service_access_token" || role.Data["service_account_id"] != sa {
+		t.Fatalf("setup.sh with SERVICE_ACCOUNT_ID wrote role %v (%v), want a service_access_token role of %s", role, err, sa)
+	}
+
+	login, err := client.Logical().Write("auth/"+approle+"/login", map[string]any{
+		"role_id": strings.TrimSpace(readFile(t, filepath.Join(dir, "role-id"))), "secret_id": strings.TrimSpace(readFile(t, filepath.Join(dir, "secret-id"))),
+	})
+	if err != nil || login == nil || login.Auth == nil {
+		noteError(err)
+		t.Fatalf("logging in with the AppRole: %v", err)
+	}
+	noteSecret(login.Auth.ClientToken)
+	agentClient, err := client.Clone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentClient.SetToken(login.Auth.ClientToken)
+	creds := readCreds(t, agentClient, mount+"/creds/ai-agent")
+	token := str(t, creds.Data, "access_token")
+	if _, has := creds.Data["api_key"]; has {
+		t.Errorf("a token lease returned an API key")
+	}
+	if got, _ := dd.do(t, http.MethodGet, "/api/v1/monitor", "", appKeyHeader(token)); got != http.StatusOK {
+		t.Errorf("the task's token as DD-APPLICATION-KEY alone, in scope: HTTP %d, want 200", got)
+	}
+	if got, _ := dd.do(t, http.MethodGet, "/api/v1/dashboard", "", appKeyHeader(token)); got != http.StatusForbidden {
+		t.Errorf("the task's token as DD-APPLICATION-KEY alone, out of scope: HTTP %d, want 403", got)
+	}
+	cli(t, "token", "revoke", "-mode=path", "auth/"+approle+"/")
+	dd.waitKeysGone(t, 30*time.Second, str(t, creds.Data, "access_token_id"))
+	if got, _ := dd.do(t, http.MethodGet, "/api/v1/monitor", "", appKeyHeader(token)); got != http.StatusForbidden {
+		t.Errorf("the task's token after the kill switch: HTTP %d, want 403", got)
 	}
 }

@@ -202,3 +202,55 @@ func TestRotateRootCrashRecovers(t *testing.T) {
 		}
 	}
 }
+
+// TestRotateTokenRoot rotates an access_token root with the CLI: the new
+// root token ends when the old one did (Datadog lets no token make one that
+// outlives it), config says so, the old token is dead, a lease issued
+// before still revokes, and the engine goes on issuing.
+func TestRotateTokenRoot(t *testing.T) {
+	t.Parallel()
+	dd := startDatadog(t)
+	client := newClient(t)
+	mount := mountPath(t)
+	enableEngine(t, client, mount, dd)
+	end := time.Now().Add(30 * 24 * time.Hour).UTC().Truncate(time.Second)
+	sa := configureTokenRoot(t, client, mount, dd, end, "dashboards_read")
+	oldID := rootKeyID(t, client, mount)
+	old, ok := dd.key(oldID)
+	if !ok || old.ExpiresAt == nil || !old.ExpiresAt.Equal(end) {
+		t.Fatalf("config's root_key_id %q is not the configured token expiring at %s: %+v", oldID, end, old)
+	}
+	write(t, client, mount+"/roles/r", map[string]any{"credential_type": "service_access_token", "service_account_id": sa, "scopes": "dashboards_read"})
+	before := readCreds(t, client, mount+"/creds/r")
+
+	var rotated struct {
+		Data map[string]any `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(cli(t, "write", "-format=json", "-f", mount+"/config/rotate-root")), &rotated); err != nil {
+		t.Fatal(err)
+	}
+	newID := str(t, rotated.Data, "key_id")
+	made, ok := dd.key(newID)
+	if !ok || made.ExpiresAt == nil || !made.ExpiresAt.Equal(end) || str(t, rotated.Data, "expires_at") != end.Format(time.RFC3339) {
+		t.Errorf("new root token %s expires at %v (answer %v), want the old one's end %s", newID, made.ExpiresAt, rotated.Data["expires_at"], end)
+	}
+	if !slices.Equal(made.Scopes, old.Scopes) {
+		t.Errorf("new root token's scopes %v, want the old one's %v", made.Scopes, old.Scopes)
+	}
+	if _, ok := dd.key(oldID); ok {
+		t.Errorf("the previous root token %s is still live in Datadog", oldID)
+	}
+	cfg, err := client.Logical().Read(mount + "/config")
+	if err != nil || cfg == nil || cfg.Data["root_key_id"] != newID || cfg.Data["root_expires_at"] != end.Format(time.RFC3339) {
+		t.Errorf("config after the rotation: %v (%v), want root %s ending %s", cfg, err, newID, end)
+	}
+
+	if err := client.Sys().Revoke(before.LeaseID); err != nil {
+		t.Fatalf("revoking a lease issued before the rotation: %v", err)
+	}
+	dd.waitKeysGone(t, 30*time.Second, str(t, before.Data, "access_token_id"))
+	after := readCreds(t, client, mount+"/creds/r")
+	if got, _ := dd.do(t, http.MethodGet, "/api/v1/dashboard", "", bearerAuth(after.Data)); got != http.StatusOK {
+		t.Errorf("a token issued after the rotation: HTTP %d, want 200", got)
+	}
+}

@@ -34,6 +34,16 @@ env_template "DD_APP_KEY" {
   error_on_missing_key = true
 }
 
+# With a token role (setup.sh run with SERVICE_ACCOUNT_ID), the task's
+# credential is the service access token alone: Datadog takes it as
+# DD-APPLICATION-KEY and evaluates no API key. Replace the two templates
+# above with:
+#
+# env_template "DD_APP_KEY" {
+#   contents             = "{{ with secret \"datadog/creds/ai-agent\" }}{{ .Data.access_token }}{{ end }}"
+#   error_on_missing_key = true
+# }
+
 env_template "DD_SITE" {
   contents             = "{{ with secret \"datadog/creds/ai-agent\" }}{{ .Data.site }}{{ end }}"
   error_on_missing_key = true

@@ -3,7 +3,9 @@
 # datadog/ (as `make dev` does), then writes role-id and secret-id, the
 # agent's login for agent.hcl, in the current directory. Run it with an
 # operator's VAULT_ADDR and VAULT_TOKEN. DATADOG_MOUNT, APPROLE_PATH and
-# POLICY_NAME change the names it uses.
+# POLICY_NAME change the names it uses. With SERVICE_ACCOUNT_ID (a Datadog
+# service account's user id), the role issues that account's service access
+# tokens instead of application keys (see README.md).
 set -eu
 
 mount=${DATADOG_MOUNT:-datadog}
@@ -17,7 +19,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 # revokes it when it ends (1 hour at most, below); max_ttl is longer so that
 # the token's end comes first: it stops the task, rather than the agent
 # replacing the keys and restarting the task near the end.
-vault write "$mount/roles/ai-agent" scopes=monitors_read ttl=5m max_ttl=2h
+# With SERVICE_ACCOUNT_ID: a service access token of that account, limited to
+# monitors_read, which Datadog itself expires soon after max_ttl, and which
+# the task uses as DD_APP_KEY with no API key (agent.hcl's commented
+# alternative). Datadog recommends service access tokens for AI agents; they
+# are also what an engine with an access_token root can issue.
+if [ -n "${SERVICE_ACCOUNT_ID:-}" ]; then
+  vault write "$mount/roles/ai-agent" credential_type=service_access_token \
+    service_account_id="$SERVICE_ACCOUNT_ID" scopes=monitors_read ttl=5m max_ttl=2h
+else
+  vault write "$mount/roles/ai-agent" scopes=monitors_read ttl=5m max_ttl=2h
+fi
 
 # What the agent's token may do: policy.hcl, with the engine's mount path.
 sed "s|\"datadog/|\"$mount/|" "$here/policy.hcl" | vault policy write "$policy" -

@@ -31,6 +31,17 @@ env_template "DD_APP_KEY" {
   error_on_missing_key = true
 }
 
+# For a token role (credential_type service_access_token or
+# personal_access_token), the token is the whole credential: Datadog takes
+# it as DD-APPLICATION-KEY and evaluates no API key. Replace the two
+# templates above with this one, and read the same role in DD_SITE's, so
+# that both come from one lease:
+#
+# env_template "DD_APP_KEY" {
+#   contents             = "{{ with secret \"datadog/creds/agent-token-role\" }}{{ .Data.access_token }}{{ end }}"
+#   error_on_missing_key = true
+# }
+
 env_template "DD_SITE" {
   contents             = "{{ with secret \"datadog/creds/agent-role\" }}{{ .Data.site }}{{ end }}"
   error_on_missing_key = true

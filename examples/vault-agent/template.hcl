@@ -28,6 +28,9 @@ template {
   DD_SITE={{ .Data.site }}
   {{ end -}}
   EOT
+  # A token role (service_access_token, personal_access_token) needs no API
+  # key: its token goes in DD_APP_KEY alone. template-token.hcl does that:
+  #   DD_APP_KEY={{ .Data.access_token }}
   # The consumer must pick up new keys: run a command after each render,
   # such as
   # exec {

@@ -498,15 +498,17 @@ func (e *Emulator) authorizeAndHandle(rt *route, req *request) response {
 // Datadog answers 403 for a missing or wrong API or application key. For a
 // bearer token that is unknown, revoked or expired the emulator answers 401,
 // the status the spec gives for a failed token (validate_keys: "401 or
-// 403"). A credential whose owner is disabled is known but refused: 403.
+// 403"); for such a token in DD-APPLICATION-KEY, 403, as for any wrong
+// application key there (assumed: not recorded). A credential whose owner
+// is disabled is known but refused: 403.
 func (e *Emulator) authenticate(rt *route, r *http.Request) (*storedKey, *response) {
 	appSecret := r.Header.Get("DD-APPLICATION-KEY")
 	if !rt.apiKeyOnly {
 		if token, isBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); isBearer {
-			return e.authenticateToken(strings.TrimSpace(token))
+			return e.authenticateToken(strings.TrimSpace(token), &unauthorized)
 		}
 		if isTokenSecret(appSecret) {
-			return e.authenticateToken(appSecret)
+			return e.authenticateToken(appSecret, &forbidden)
 		}
 	}
 	apiKey := e.lookup(r.Header.Get("DD-API-KEY"), KindAPIKey)
@@ -525,13 +527,14 @@ func (e *Emulator) authenticate(rt *route, r *http.Request) (*storedKey, *respon
 	return appKey, nil
 }
 
-func (e *Emulator) authenticateToken(secret string) (*storedKey, *response) {
+// authenticateToken finds a live access token, or answers failed.
+func (e *Emulator) authenticateToken(secret string, failed *response) (*storedKey, *response) {
 	k := e.bySecret[secret]
 	if secret == "" || k == nil || !kinds[k.Kind].revocable {
-		return nil, &unauthorized
+		return nil, failed
 	}
 	if k.ExpiresAt != nil && !e.now().Before(*k.ExpiresAt) {
-		return nil, &unauthorized
+		return nil, failed
 	}
 	if !e.active(k.OwnerID) {
 		return nil, &forbidden

@@ -488,6 +488,11 @@ func (e *Emulator) createKey(c collection, r *request) response {
 	if problem := c.kind.apply(k, data.Attributes, true, e.now()); problem != "" {
 		return errorResponse(http.StatusBadRequest, problem)
 	}
+	// A valid request that an access token may not make: 403, after the
+	// body's own 400s.
+	if refused := e.contained(r, k, true, true); refused != nil {
+		return *refused
+	}
 	if limit := e.perOwnerLimit(c.kind); limit > 0 && e.countOwnedBy(k.Kind, k.OwnerID) >= limit {
 		return errorResponse(http.StatusBadRequest, fmt.Sprintf("Cannot create more than %d application keys per user; delete unused keys first", limit))
 	}
@@ -524,9 +529,15 @@ func (e *Emulator) updateKey(c collection, r *request) response {
 	if (name.set || c.kind.nameOnUpdate) && name.value == "" {
 		return errorResponse(http.StatusBadRequest, "data.attributes.name is required")
 	}
-	if problem := c.kind.apply(k, data.Attributes, false, e.now()); problem != "" {
+	// Applied to a copy first: an access token's update may yet be refused.
+	updated := *k
+	if problem := c.kind.apply(&updated, data.Attributes, false, e.now()); problem != "" {
 		return errorResponse(http.StatusBadRequest, problem)
 	}
+	if refused := e.contained(r, &updated, false, data.Attributes.Scopes.set); refused != nil {
+		return *refused
+	}
+	*k = updated
 	if name.set {
 		k.Name = name.value
 	}

@@ -225,6 +225,20 @@ func TestBearerAuthentication(t *testing.T) {
 	clock.t = clock.t.Add(47 * time.Hour)
 	status, body = s.withToken(t, pat, "GET", "/api/v1/dashboard", "")
 	wantError(t, status, body, http.StatusUnauthorized, "Unauthorized")
+	// In DD-APPLICATION-KEY a failed token is a wrong application key: 403.
+	status, body = s.call(t, "", pat, "GET", "/api/v1/dashboard", "")
+	wantError(t, status, body, http.StatusForbidden, "Forbidden")
+	created := s.mustAdmin(t, http.StatusCreated, "POST", "/api/v2/service_accounts/"+readOnlySA+"/access_tokens",
+		tokenBody(t, "service_access_tokens", "revoked", nil, "dashboards_read"))
+	revoked := str(created, "data.attributes.key")
+	if status, _ := s.call(t, "", revoked, "GET", "/api/v1/dashboard", ""); status != http.StatusOK {
+		t.Errorf("SAT in DD-APPLICATION-KEY: %d", status)
+	}
+	s.mustAdmin(t, http.StatusNoContent, "DELETE", "/api/v2/service_accounts/"+readOnlySA+"/access_tokens/"+str(created, "data.id"), "")
+	status, body = s.call(t, s.APIKey(), revoked, "GET", "/api/v1/dashboard", "")
+	wantError(t, status, body, http.StatusForbidden, "Forbidden")
+	status, body = s.withToken(t, revoked, "GET", "/api/v1/dashboard", "")
+	wantError(t, status, body, http.StatusUnauthorized, "Unauthorized")
 }
 
 func TestPersonalAccessTokenListIsOrgWide(t *testing.T) {
