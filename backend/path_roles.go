@@ -388,9 +388,8 @@ func (b *datadogBackend) pathRoleWrite(ctx context.Context, req *logical.Request
 	if role.kind().withAPIKey && role.APIKeyMode == apiKeyModeStatic {
 		resp.AddWarning("api_key_mode static hands out the engine's own API key, which no lease revocation removes")
 	}
-	if msg, err := b.rootEndRoleWarning(ctx, req.Storage, role); err != nil {
-		return nil, err
-	} else if msg != "" {
+	// The role is stored: a failed look at config only costs the warning.
+	if msg, _ := b.rootEndRoleWarning(ctx, req.Storage, role); msg != "" {
 		resp.AddWarning(msg)
 	}
 	if role.ownsAPIKey() {
