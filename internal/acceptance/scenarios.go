@@ -133,7 +133,8 @@ func (s *suite) row(name string) *cassette.Scenario {
 // rows returns the table: the scenarios in order, then clean-up and sweep.
 func (s *suite) rows() []cassette.Scenario {
 	var out []cassette.Scenario
-	names := append(ScenarioNames(), "setup", "cleanup", "sweep")
+	names := append([]string{"setup"}, ScenarioNames()...)
+	names = append(names, "cleanup", "sweep")
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, name := range names {

@@ -197,7 +197,17 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	}
 	s.logf("journal: %s (make acceptance-sweep RUN=%s deletes what a killed run left)", s.journal.path, s.prefix)
 
+	setupStart := time.Now()
 	setupErr := s.setup(ctx)
+	setupRow := s.row("setup")
+	setupRow.Result, setupRow.Calls, setupRow.Seconds = "pass", s.px.callsOf("setup"), time.Since(setupStart).Seconds()
+	setupRow.Detail = "the user identified; Vault started, the plugin registered"
+	if s.t.mode == "emulator" {
+		setupRow.Detail += "; in the emulator, a service account and its token made, as a user would"
+	}
+	if setupErr != nil {
+		setupRow.Result, setupRow.Detail = "fail", s.red.scrub(setupErr.Error())
+	}
 	if setupErr == nil {
 		s.runScenarios(ctx)
 	} else {

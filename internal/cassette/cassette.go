@@ -18,6 +18,7 @@
 package cassette
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -162,11 +163,16 @@ func ReplacePlaceholders(s string, bound func(string) (string, bool)) string {
 // Write writes a cassette as YAML.
 func Write(path string, c Cassette) error {
 	c.Version = 2
-	data, err := yaml.Marshal(c)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2) // as go-vcr writes them
+	if err := enc.Encode(c); err != nil {
 		return err
 	}
-	return os.WriteFile(path, data, 0o644)
+	if err := enc.Close(); err != nil {
+		return err
+	}
+	return os.WriteFile(path, buf.Bytes(), 0o644)
 }
 
 // Read reads one cassette.
