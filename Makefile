@@ -24,8 +24,15 @@ CHAOS_SEED   ?= 0
 BENCH_DIR   := bin/bench
 BENCH_FLAGS ?=
 
+# make acceptance: flags for the suite ("-only creds/,revoke", "-skip watch",
+# "-last-use-wait 10m"; bin/datadog-acceptance -h lists them). make
+# acceptance-sweep: the prefix a run printed (vault-acc-<id>-).
+ACCEPTANCE       := bin/datadog-acceptance
+ACCEPTANCE_FLAGS ?=
+RUN              ?=
+
 .DEFAULT_GOAL := build
-.PHONY: help build vault test chaos bench dev register upgrade release fmt vet clean
+.PHONY: help build vault test chaos bench acceptance acceptance-sweep dev register upgrade release fmt vet clean
 
 help:
 	@echo "make build   plugin into $(PLUGIN) (VERSION=$(VERSION)) and $(EMULATOR)"
@@ -36,6 +43,13 @@ help:
 	@echo "make bench   benchmarks, long (~10 min): the engine in a dev and a raft Vault server against Vault's and Datadog's"
 	@echo "             floors, mass expiry, memory and storage per lease; then go test -bench ./backend. BENCH_FLAGS passes"
 	@echo "             flags (\"-latency 50ms\", \"-duration 1s -leases 200\"); $(BENCH_DIR)/datadog-bench -h lists them"
+	@echo "make acceptance"
+	@echo "             end-to-end scenarios through a real Vault server against the emulator, or against a real Datadog"
+	@echo "             organisation when DD_API_KEY, DD_APP_KEY and DD_SITE are set (DD_SERVICE_ACCOUNT_ID, DD_ACCESS_TOKEN"
+	@echo "             for the service-account and token-root scenarios; DD_RECORD=dir records the traffic); prints a table"
+	@echo "             of scenarios, calls and leftovers, and of the facts the emulator assumes. ACCEPTANCE_FLAGS passes flags"
+	@echo "make acceptance-sweep RUN=vault-acc-<id>-"
+	@echo "             delete what a killed acceptance run left in the Datadog of DD_API_KEY/DD_APP_KEY/DD_SITE(/DD_API_URL)"
 	@echo "make dev     Vault dev server with the plugin at datadog/, against the emulator"
 	@echo "make register PLUGIN_DIR=dir VERSION=v1.2.3"
 	@echo "             copy the plugin into the server's plugin_directory and register it in the Vault at"
@@ -76,6 +90,17 @@ bench:
 	vault_bin=$$(scripts/vault-bin.sh) && $(BENCH_DIR)/datadog-bench -vault $$vault_bin \
 		-plugin-dir $(BENCH_DIR)/plugins -plugin-version $(VERSION) $(BENCH_FLAGS)
 	go test -run '^$$' -bench . -benchmem ./backend
+
+# The suite registers the plugin make build made, with its version. exec:
+# Ctrl-C reaches the suite, which cleans up before it exits.
+acceptance: build
+	go build -o $(ACCEPTANCE) ./cmd/datadog-acceptance
+	vault_bin=$$(scripts/vault-bin.sh) && exec $(ACCEPTANCE) -vault "$$vault_bin" -plugin $(PLUGIN) -plugin-version $(VERSION) $(ACCEPTANCE_FLAGS)
+
+acceptance-sweep:
+	@test -n "$(RUN)" || { echo "usage: make acceptance-sweep RUN=<the prefix the run printed, vault-acc-<id>->" >&2; exit 2; }
+	go build -o $(ACCEPTANCE) ./cmd/datadog-acceptance
+	exec $(ACCEPTANCE) sweep -run "$(RUN)"
 
 dev:
 	VERSION=$(VERSION) scripts/dev.sh
