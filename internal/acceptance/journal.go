@@ -45,7 +45,11 @@ func prefixOf(runID string) string { return "vault-acc-" + runID + "-" }
 // ParseRun accepts a run id or its prefix (vault-acc-<id>-, with or
 // without the final dash) and returns the id.
 func ParseRun(s string) (string, error) {
-	id := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(s), "vault-acc-"), "-")
+	s = strings.TrimSpace(s)
+	id := s
+	if rest, ok := strings.CutPrefix(s, "vault-acc-"); ok {
+		id = strings.TrimSuffix(rest, "-")
+	}
 	if !reRunID.MatchString(id) {
 		return "", fmt.Errorf("%q is not a run of this suite: want its prefix vault-acc-<id>- (as the run printed it) or the id, 4 to 16 lowercase letters and digits", s)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	recording "github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/cassette"
 	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/emulatortest"
 )
 
@@ -45,5 +46,67 @@ func TestReplayAcceptanceRecordings(t *testing.T) {
 				t.Errorf("%s replayed nothing", dir)
 			}
 		})
+	}
+}
+
+// collectErrors keeps what a replay reports instead of failing the test.
+type collectErrors struct {
+	testing.TB
+	errors []string
+}
+
+func (c *collectErrors) Errorf(format string, args ...any) {
+	c.errors = append(c.errors, fmt.Sprintf(format, args...))
+}
+
+// TestReplayAcceptanceRecordingFindsDifferences: a recording in which
+// Datadog answered otherwise than the emulator does (a field the emulator
+// does not send, another status) fails its replay, naming the call.
+func TestReplayAcceptanceRecordingFindsDifferences(t *testing.T) {
+	src := filepath.Join(acceptanceRecordings, "emulator-as-organisation")
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "cassettes", recording.FileName("config/app-key-root"))
+	c, err := recording.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changedField, changedStatus := -1, -1
+	for i, in := range c.Interactions {
+		switch {
+		case changedField < 0 && in.Request.Method == "POST" && strings.HasSuffix(in.Request.URL, "/api/v2/current_user/application_keys"):
+			c.Interactions[i].Response.Body = strings.Replace(in.Response.Body, `"attributes":{`, `"attributes":{"rotation_hint":"new in Datadog",`, 1)
+			changedField = in.Request.ID
+		case changedStatus < 0 && in.Request.Method == "GET" && strings.HasSuffix(in.Request.URL, "/api/v2/validate_keys") &&
+			in.Request.Header(recording.HeaderNote) == "" && in.Response.Code == 200:
+			c.Interactions[i].Response.Code = 403
+			changedStatus = in.Request.ID
+		}
+	}
+	if changedField < 0 || changedStatus < 0 {
+		t.Fatalf("the recording has no key creation or no validation to change (%d, %d)", changedField, changedStatus)
+	}
+	if err := recording.Write(path, c); err != nil {
+		t.Fatal(err)
+	}
+	rec := &collectErrors{TB: t}
+	emulatortest.ReplayRecording(rec, dir)
+	wants := []string{
+		fmt.Sprintf("#%d POST /api/v2/current_user/application_keys (config/app-key-root): the emulator's answer lacks the field data.attributes.rotation_hint", changedField),
+		fmt.Sprintf("#%d GET /api/v2/validate_keys (config/app-key-root): status 200, recorded 403", changedStatus),
+	}
+	for _, want := range wants {
+		found := false
+		for _, e := range rec.errors {
+			found = found || strings.HasPrefix(e, want)
+		}
+		if !found {
+			t.Errorf("the replay did not report %q; it reported %q", want, rec.errors)
+		}
+	}
+	if len(rec.errors) != len(wants) {
+		t.Errorf("the replay reported %d differences, want %d: %q", len(rec.errors), len(wants), rec.errors)
 	}
 }
