@@ -379,6 +379,13 @@ func (c *secretCatcher) all() []string {
 func TestAcceptanceRealOrganisationMode(t *testing.T) {
 	t.Parallel()
 	org := newOrganisation(t)
+	// A real organisation answers every call with its rate limits: these
+	// are tight enough that the run meets them.
+	for group, limit := range map[string]int{"api_keys": 10, "application_keys": 20, "access_tokens": 20, "users": 20} {
+		if err := org.dd.SetRateLimit(group, emulator.RateLimit{Limit: limit, Period: 10 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	rec := filepath.Join(workDir, "acceptance-recording")
 	env := org.env()
 	env["DD_RECORD"] = rec
@@ -390,7 +397,8 @@ func TestAcceptanceRealOrganisationMode(t *testing.T) {
 	prefix := r.waitForLine(t, runLine, time.Minute)
 	out := r.requirePassed(t, r.wait(t, 6*time.Minute))
 	for _, want := range []string{"against the Datadog organisation of DD_API_KEY (site datadoghq.com) at " + org.catcher.URL + " (DD_API_URL)",
-		"config/token-root  ", "rotate-root/token-root  ", "creds/service_account_application_key  "} {
+		"config/token-root  ", "rotate-root/token-root  ", "creds/service_account_application_key  ",
+		"rate limits seen: access_tokens 20/10s (lowest remaining ", "api_keys 10/10s (lowest remaining "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the table lacks %q", want)
 		}

@@ -45,12 +45,12 @@ type creds struct {
 	Bearer         string
 }
 
-func newDD(proxyURL, site string, pace time.Duration) (*dd, error) {
+func newDD(proxyURL, site string, pace time.Duration, gate func(context.Context, string) error) (*dd, error) {
 	u, err := url.Parse(proxyURL)
 	if err != nil {
 		return nil, err
 	}
-	pacer := &pacedTransport{next: http.DefaultTransport, every: pace}
+	pacer := &pacedTransport{next: http.DefaultTransport, every: pace, gate: gate}
 	build := func(note string) *ddAPIs {
 		cfg := datadog.NewConfiguration()
 		cfg.Host, cfg.Scheme = u.Host, u.Scheme
@@ -80,11 +80,18 @@ func newDD(proxyURL, site string, pace time.Duration) (*dd, error) {
 type pacedTransport struct {
 	next  http.RoundTripper
 	every time.Duration
-	mu    sync.Mutex
-	last  time.Time
+	// gate holds a call while Datadog's rate limit for it is spent.
+	gate func(ctx context.Context, path string) error
+	mu   sync.Mutex
+	last time.Time
 }
 
 func (p *pacedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if p.gate != nil {
+		if err := p.gate(r.Context(), r.URL.Path); err != nil {
+			return nil, err
+		}
+	}
 	p.mu.Lock()
 	wait := time.Until(p.last.Add(p.every))
 	if wait < 0 {

@@ -42,6 +42,7 @@ type proxy struct {
 	byCaller     map[string]int
 	interactions map[string][]cassette.Interaction // per scenario
 	limits       map[string]*rateLimitSeen
+	routes       map[string]string // route (a path without its ids) → the rate limit Datadog named for it
 }
 
 // rateLimitSeen is what Datadog's X-RateLimit-* headers said of one limit
@@ -51,6 +52,9 @@ type rateLimitSeen struct {
 	Limit, Period int
 	MinRemaining  int
 	Refused       int // 429 answers
+
+	remaining int       // as last seen
+	resetAt   time.Time // when the window ends, as last seen
 }
 
 func startProxy(target *url.URL, red *redactor, record bool, recBase string) (*proxy, error) {
@@ -63,6 +67,7 @@ func startProxy(target *url.URL, red *redactor, record bool, recBase string) (*p
 		byCaller:     map[string]int{},
 		interactions: map[string][]cassette.Interaction{},
 		limits:       map[string]*rateLimitSeen{},
+		routes:       map[string]string{},
 	}
 	p.scenario.Store("setup")
 	rp := &httputil.ReverseProxy{
@@ -226,9 +231,46 @@ func (p *proxy) noteRateLimit(resp *http.Response) {
 		p.limits[name] = seen
 	}
 	seen.Limit, seen.Period = atoi("X-Ratelimit-Limit"), atoi("X-Ratelimit-Period")
-	seen.MinRemaining = min(seen.MinRemaining, atoi("X-Ratelimit-Remaining"))
+	seen.remaining = atoi("X-Ratelimit-Remaining")
+	seen.MinRemaining = min(seen.MinRemaining, seen.remaining)
+	seen.resetAt = time.Now().Add(time.Duration(atoi("X-Ratelimit-Reset")) * time.Second)
 	if resp.StatusCode == http.StatusTooManyRequests {
 		seen.Refused++
+		seen.remaining = 0
+	}
+	p.routes[routeOf(resp.Request.URL.Path)] = name
+}
+
+// routeOf is a path without its identifiers: the calls Datadog counts
+// against one rate limit share it.
+func routeOf(path string) string {
+	var keep []string
+	for _, seg := range strings.Split(path, "/") {
+		if seg != "" && !reUUID.MatchString(seg) {
+			keep = append(keep, seg)
+		}
+	}
+	return strings.Join(keep, "/")
+}
+
+// waitRateLimit holds one of the suite's calls while the rate limit its
+// route last answered under is spent, until the window Datadog announced
+// ends: the suite never spends the engine's last calls, nor earns a 429.
+func (p *proxy) waitRateLimit(ctx context.Context, path string) error {
+	p.mu.Lock()
+	var wait time.Duration
+	if seen := p.limits[p.routes[routeOf(path)]]; seen != nil && seen.remaining <= 1 {
+		wait = time.Until(seen.resetAt)
+	}
+	p.mu.Unlock()
+	if wait <= 0 {
+		return nil
+	}
+	select {
+	case <-time.After(wait):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -184,7 +184,7 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		return rep, err
 	}
 	defer s.px.close()
-	if s.dd, err = newDD(s.px.URL, t.site, pace); err != nil {
+	if s.dd, err = newDD(s.px.URL, t.site, pace, s.px.waitRateLimit); err != nil {
 		return rep, err
 	}
 

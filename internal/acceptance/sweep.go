@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/DataDog/datadog-api-client-go/v2/api/datadogV2"
 )
@@ -302,7 +303,7 @@ func Sweep(ctx context.Context, opts SweepOptions) (int, error) {
 	} else {
 		logf("no journal for run %s in %s: sweeping by prefix alone (root keys a rotation made, named vault-root-<marker>-…, are not found that way)", runID, opts.StateDir)
 	}
-	d, err := newDD(t.apiURL.String(), t.site, 0)
+	d, err := newDD(t.apiURL.String(), t.site, 200*time.Millisecond, nil)
 	if err != nil {
 		return 0, err
 	}
