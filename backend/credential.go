@@ -232,14 +232,23 @@ func (b *datadogBackend) revokeCredential(ctx context.Context, req *logical.Requ
 	if sess == nil {
 		return nil, fmt.Errorf("cannot delete Datadog %s: %w", describeObjects(objects), errNotConfigured)
 	}
-	// An error makes Vault keep the lease and retry the revocation later.
-	if err := b.deleteObjects(ctx, sess, objects, time.Time{}); err != nil {
+	// The lease lets go of its shared API key (deleting it when no other
+	// lease holds it) while its own keys are deleted: one Datadog round
+	// trip. An error makes Vault keep the lease and retry the revocation
+	// later, which deletes what is left.
+	id, _ := req.Secret.InternalData["record"].(string)
+	released := make(chan error, 1)
+	go func() {
+		if id == "" || sharedKeyID(req.Secret) == "" {
+			released <- nil
+			return
+		}
+		released <- b.releaseSharedKey(ctx, req.Storage, id)
+	}()
+	if err := errors.Join(b.deleteObjects(ctx, sess, objects, time.Time{}), <-released); err != nil {
 		return nil, err
 	}
-	id, _ := req.Secret.InternalData["record"].(string)
 	if id != "" {
-		// Lets go of a shared API key too, deleting it when no other
-		// lease holds it.
 		if err := b.deleteRecord(ctx, req.Storage, id); err != nil {
 			return nil, fmt.Errorf("the lease's own Datadog keys are deleted, but not the engine's record of them: %w", err)
 		}
@@ -417,6 +426,8 @@ func renewRefused(format string, args ...interface{}) error {
 // returns, and the shared API key's end, which the lease may not outlive.
 // maxTTL is set by settleLease.
 type leaseTerms struct {
+	// shared waits for the role's shared API key the lease is to hold.
+	shared  func() (*sharedKey, *logical.Response, error)
 	role    *datadogRole
 	ttl     time.Duration // 0: the mount's default
 	keyEnds time.Time     // zero: no shared key
