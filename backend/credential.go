@@ -121,20 +121,27 @@ func describeKind(kind string) string {
 	return strings.ReplaceAll(strings.Replace(kind, "api_key", "API key", 1), "_", " ")
 }
 
-// readStates reads what Datadog says of each object, all at once: a
-// lease's keys cost one round trip, not one each.
-func readStates(ctx context.Context, client datadogAPI, objects []datadogObject) ([]objectState, []error) {
-	states := make([]objectState, len(objects))
-	errs := make([]error, len(objects))
+// inParallel runs f(0) … f(n-1) at once and waits for them all: the
+// Datadog calls of one request that do not depend on each other cost one
+// round trip, not one each. Datadog's rate limits are kept by the client,
+// which paces concurrent calls as it does sequential ones.
+func inParallel(n int, f func(i int)) {
 	var wg sync.WaitGroup
-	for i, o := range objects {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			states[i], errs[i] = client.State(ctx, o)
+			f(i)
 		}()
 	}
 	wg.Wait()
+}
+
+// readStates reads what Datadog says of each object, all at once.
+func readStates(ctx context.Context, client datadogAPI, objects []datadogObject) ([]objectState, []error) {
+	states := make([]objectState, len(objects))
+	errs := make([]error, len(objects))
+	inParallel(len(objects), func(i int) { states[i], errs[i] = client.State(ctx, objects[i]) })
 	return states, errs
 }
 
@@ -175,15 +182,7 @@ const maxClockSkew = 2 * time.Minute
 // it can run any number of times: a retry deletes only what is left.
 func (b *datadogBackend) deleteObjects(ctx context.Context, sess *session, objects []datadogObject, createdAfter time.Time) error {
 	errs := make([]error, len(objects))
-	var wg sync.WaitGroup
-	for i, o := range objects {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = b.deleteObject(ctx, sess, o, createdAfter)
-		}()
-	}
-	wg.Wait()
+	inParallel(len(objects), func(i int) { errs[i] = b.deleteObject(ctx, sess, objects[i], createdAfter) })
 	return errors.Join(errs...)
 }
 

@@ -237,15 +237,9 @@ func (b *datadogBackend) createObjects(ctx context.Context, s logical.Storage, s
 
 	created := make([]createdObject, len(rec.Objects))
 	errs := make([]error, len(rec.Objects))
-	var wg sync.WaitGroup
-	for i := range rec.Objects {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			created[i], errs[i] = b.createObject(ctx, sess.client, &rec.Objects[i], scopes, sess.cfg.rootEnd())
-		}()
-	}
-	wg.Wait()
+	inParallel(len(rec.Objects), func(i int) {
+		created[i], errs[i] = b.createObject(ctx, sess.client, &rec.Objects[i], scopes, sess.cfg.rootEnd())
+	})
 	failed, mayExist := -1, []int(nil)
 	secrets := make([]string, len(rec.Objects))
 	for i, err := range errs {
