@@ -25,7 +25,7 @@ func (d *instantEvents) SendEvent(context.Context, auditEventBody) error {
 // audit_events on: what preparing and queueing the event adds to
 // a creds read (the posting itself runs in the background).
 func BenchmarkCredsReadAuditEvents(b *testing.B) {
-	for _, role := range []string{"none", "dynamic", "token"} {
+	for _, role := range []string{"none", "dynamic", "shared", "token"} {
 		b.Run(role, func(b *testing.B) {
 			be, storage := benchEnv(b)
 			client := &instantEvents{instantDatadog: &instantDatadog{}}

@@ -80,15 +80,20 @@ func (env *testEnv) wrapClient(wrap func(datadogAPI) datadogAPI) {
 	env.b.reset()
 }
 
-// A lease's application key and API key are created together, deleted
+// A lease's application key and API key (its own, or the role's shared
+// one, made for it when no lease holds one) are created together, deleted
 // together, and read together at renewal: one Datadog round trip each, not
 // two.
 func TestALeasesKeysGoToDatadogTogether(t *testing.T) {
-	for _, op := range []string{"create", "state", "delete"} {
-		t.Run(op, func(t *testing.T) {
+	for _, tc := range []struct{ mode, op string }{
+		{"dynamic", "create"}, {"dynamic", "state"}, {"dynamic", "delete"},
+		{"shared", "create"}, {"shared", "state"}, {"shared", "delete"},
+	} {
+		op := tc.op
+		t.Run(tc.mode+"/"+op, func(t *testing.T) {
 			env := newTestEnv(t)
 			env.configure(t)
-			env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": "dynamic"})
+			env.writeRole(t, "r", map[string]interface{}{"scopes": "dashboards_read", "api_key_mode": tc.mode})
 			if op == "create" {
 				env.wrapClient(func(c datadogAPI) datadogAPI { r := newRendezvous(op, 2); r.datadogAPI = c; return r })
 			}

@@ -121,20 +121,27 @@ func describeKind(kind string) string {
 	return strings.ReplaceAll(strings.Replace(kind, "api_key", "API key", 1), "_", " ")
 }
 
-// readStates reads what Datadog says of each object, all at once: a
-// lease's keys cost one round trip, not one each.
-func readStates(ctx context.Context, client datadogAPI, objects []datadogObject) ([]objectState, []error) {
-	states := make([]objectState, len(objects))
-	errs := make([]error, len(objects))
+// inParallel runs f(0) … f(n-1) at once and waits for them all: the
+// Datadog calls of one request that do not depend on each other cost one
+// round trip, not one each. Datadog's rate limits are kept by the client,
+// which paces concurrent calls as it does sequential ones.
+func inParallel(n int, f func(i int)) {
 	var wg sync.WaitGroup
-	for i, o := range objects {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			states[i], errs[i] = client.State(ctx, o)
+			f(i)
 		}()
 	}
 	wg.Wait()
+}
+
+// readStates reads what Datadog says of each object, all at once.
+func readStates(ctx context.Context, client datadogAPI, objects []datadogObject) ([]objectState, []error) {
+	states := make([]objectState, len(objects))
+	errs := make([]error, len(objects))
+	inParallel(len(objects), func(i int) { states[i], errs[i] = client.State(ctx, objects[i]) })
 	return states, errs
 }
 
@@ -175,15 +182,7 @@ const maxClockSkew = 2 * time.Minute
 // it can run any number of times: a retry deletes only what is left.
 func (b *datadogBackend) deleteObjects(ctx context.Context, sess *session, objects []datadogObject, createdAfter time.Time) error {
 	errs := make([]error, len(objects))
-	var wg sync.WaitGroup
-	for i, o := range objects {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = b.deleteObject(ctx, sess, o, createdAfter)
-		}()
-	}
-	wg.Wait()
+	inParallel(len(objects), func(i int) { errs[i] = b.deleteObject(ctx, sess, objects[i], createdAfter) })
 	return errors.Join(errs...)
 }
 
@@ -232,14 +231,23 @@ func (b *datadogBackend) revokeCredential(ctx context.Context, req *logical.Requ
 	if sess == nil {
 		return nil, fmt.Errorf("cannot delete Datadog %s: %w", describeObjects(objects), errNotConfigured)
 	}
-	// An error makes Vault keep the lease and retry the revocation later.
-	if err := b.deleteObjects(ctx, sess, objects, time.Time{}); err != nil {
+	// The lease lets go of its shared API key (deleting it when no other
+	// lease holds it) while its own keys are deleted: one Datadog round
+	// trip. An error makes Vault keep the lease and retry the revocation
+	// later, which deletes what is left.
+	id, _ := req.Secret.InternalData["record"].(string)
+	released := make(chan error, 1)
+	go func() {
+		if id == "" || sharedKeyID(req.Secret) == "" {
+			released <- nil
+			return
+		}
+		released <- b.releaseSharedKey(ctx, req.Storage, id)
+	}()
+	if err := errors.Join(b.deleteObjects(ctx, sess, objects, time.Time{}), <-released); err != nil {
 		return nil, err
 	}
-	id, _ := req.Secret.InternalData["record"].(string)
 	if id != "" {
-		// Lets go of a shared API key too, deleting it when no other
-		// lease holds it.
 		if err := b.deleteRecord(ctx, req.Storage, id); err != nil {
 			return nil, fmt.Errorf("the lease's own Datadog keys are deleted, but not the engine's record of them: %w", err)
 		}
@@ -417,6 +425,8 @@ func renewRefused(format string, args ...interface{}) error {
 // returns, and the shared API key's end, which the lease may not outlive.
 // maxTTL is set by settleLease.
 type leaseTerms struct {
+	// shared waits for the role's shared API key the lease is to hold.
+	shared  func() (*sharedKey, *logical.Response, error)
 	role    *datadogRole
 	ttl     time.Duration // 0: the mount's default
 	keyEnds time.Time     // zero: no shared key

@@ -39,10 +39,13 @@ func (d *instantDatadog) Create(_ context.Context, o datadogObject, _ []string) 
 
 func (d *instantDatadog) Delete(context.Context, datadogObject) error { return nil }
 
+// APIKeyCount reports an organisation far from its API key cap.
+func (d *instantDatadog) APIKeyCount(context.Context) (int, int, error) { return 0, 1 << 20, nil }
+
 // benchEnv is a configured backend on in-memory storage, with roles none
-// (an application key alone), dynamic (with an API key) and token (a
-// service access token), as written by role writes, and Datadog answering
-// at once.
+// (an application key alone), dynamic (with an API key of its own), shared
+// (with the role's shared API key) and token (a service access token), as
+// written by role writes, and Datadog answering at once.
 func benchEnv(b *testing.B) (*datadogBackend, logical.Storage) {
 	b.Helper()
 	conf := logical.TestBackendConfig()
@@ -65,6 +68,8 @@ func benchEnv(b *testing.B) (*datadogBackend, logical.Storage) {
 		rolePrefix + "none": &datadogRole{CredentialType: kindApplicationKey, Scopes: scopes, APIKeyMode: apiKeyModeNone, TTL: time.Hour},
 		rolePrefix + "dynamic": &datadogRole{CredentialType: kindApplicationKey, Scopes: scopes, APIKeyMode: apiKeyModeDynamic,
 			TTL: time.Hour},
+		rolePrefix + "shared": &datadogRole{CredentialType: kindApplicationKey, Scopes: scopes, APIKeyMode: apiKeyModeShared,
+			TTL: time.Hour},
 		rolePrefix + "token": &datadogRole{CredentialType: kindServiceAccessToken, Scopes: scopes, APIKeyMode: apiKeyModeDynamic,
 			ServiceAccountID: "33333333-3333-3333-3333-333333333333", TTL: time.Hour},
 	}
@@ -84,7 +89,7 @@ func benchEnv(b *testing.B) (*datadogBackend, logical.Storage) {
 // parsing, the role and config, the name, the record written twice, the
 // Datadog calls (answered at once) and the response.
 func BenchmarkCredsRead(b *testing.B) {
-	for _, role := range []string{"none", "dynamic", "token"} {
+	for _, role := range []string{"none", "dynamic", "shared", "token"} {
 		b.Run(role, func(b *testing.B) {
 			be, storage := benchEnv(b)
 			loopCredsRead(b, be, storage, role)
@@ -238,7 +243,7 @@ func BenchmarkRequestParsing(b *testing.B) {
 // BenchmarkCredsResponse is the creds response as the plugin transport
 // encodes it for Vault (its data and internal data as JSON).
 func BenchmarkCredsResponse(b *testing.B) {
-	for _, role := range []string{"none", "dynamic", "token"} {
+	for _, role := range []string{"none", "dynamic", "shared", "token"} {
 		b.Run(role, func(b *testing.B) {
 			be, storage := benchEnv(b)
 			resp, err := be.HandleRequest(context.Background(), &logical.Request{

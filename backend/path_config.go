@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/DataDog/datadog-api-client-go/v2/api/datadog"
@@ -513,19 +512,16 @@ func verifyKeys(ctx context.Context, client datadogAPI, cfg *datadogConfig) (ide
 	}
 	// An access token authenticates alone: the API key, optional then, is
 	// checked only when given. Both checks go to Datadog together.
-	var keyErr error
+	var keyErr, ownerErr error
 	var owner identity
-	var ownerErr error
-	var wg sync.WaitGroup
-	if cfg.APIKey != "" {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	inParallel(2, func(i int) {
+		switch {
+		case i == 0 && cfg.APIKey != "":
 			keyErr = client.CheckAPIKey(ctx)
-		}()
-	}
-	owner, ownerErr = client.CurrentUser(ctx)
-	wg.Wait()
+		case i == 1:
+			owner, ownerErr = client.CurrentUser(ctx)
+		}
+	})
 	if cfg.APIKey != "" {
 		if err := keyErr; err != nil {
 			if errors.Is(err, errRedirectRefused) {

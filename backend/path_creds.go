@@ -127,25 +127,35 @@ func (b *datadogBackend) pathCredsRead(ctx context.Context, req *logical.Request
 			return resp, err
 		}
 	}
-	var shared *sharedKey
-	if role.sharesAPIKey() {
-		var resp *logical.Response
-		if shared, resp, err = b.acquireSharedKey(ctx, req.Storage, sess, roleName, role, rec.ID); resp != nil || err != nil {
-			return resp, err
-		}
-		rec.SharedAPIKey = shared.rec.ID
-	}
 	rec.terms = &leaseTerms{role: role, ttl: leaseTTL(role, asked.ttl)}
-	if shared != nil {
-		rec.terms.keyEnds = shared.rec.LeaseEnds // no lease outlives its key
-	}
 	if cfg.tokenRoot() {
-		rec.terms.root = cfg // nor its root (token_root.go)
+		rec.terms.root = cfg // no lease outlives its root (token_root.go)
+	}
+	// The role's shared API key is got (made, when its window has none)
+	// while the lease's own keys are created: one Datadog round trip. The
+	// record names it once every key exists (joinShared); a crash before
+	// leaves a key no record holds, which the sweep deletes.
+	var shared *sharedKey
+	var sharedResp *logical.Response
+	var sharedErr error
+	acquired := make(chan struct{})
+	if role.sharesAPIKey() {
+		go func() {
+			defer close(acquired)
+			shared, sharedResp, sharedErr = b.acquireSharedKey(ctx, req.Storage, sess, roleName, role, rec.ID)
+		}()
+		rec.terms.shared = func() (*sharedKey, *logical.Response, error) {
+			<-acquired
+			return shared, sharedResp, sharedErr
+		}
+	} else {
+		close(acquired)
 	}
 
 	secrets, resp, err := b.createForOwner(ctx, req.Storage, sess, role, rec, asked.scopes)
 	if resp != nil || err != nil {
-		if shared != nil {
+		<-acquired
+		if role.sharesAPIKey() {
 			// Whatever the failed request left, it holds no key: let go,
 			// deleting the key when no lease holds it.
 			cleanupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.cleanupBudget())
@@ -227,15 +237,9 @@ func (b *datadogBackend) createObjects(ctx context.Context, s logical.Storage, s
 
 	created := make([]createdObject, len(rec.Objects))
 	errs := make([]error, len(rec.Objects))
-	var wg sync.WaitGroup
-	for i := range rec.Objects {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			created[i], errs[i] = b.createObject(ctx, sess.client, &rec.Objects[i], scopes, sess.cfg.rootEnd())
-		}()
-	}
-	wg.Wait()
+	inParallel(len(rec.Objects), func(i int) {
+		created[i], errs[i] = b.createObject(ctx, sess.client, &rec.Objects[i], scopes, sess.cfg.rootEnd())
+	})
 	failed, mayExist := -1, []int(nil)
 	secrets := make([]string, len(rec.Objects))
 	for i, err := range errs {
@@ -260,6 +264,10 @@ func (b *datadogBackend) createObjects(ctx context.Context, s logical.Storage, s
 		return nil, resp, err
 	}
 
+	if resp, err := b.joinShared(rec); resp != nil || err != nil {
+		b.abandon(ctx, s, sess, rec, nil)
+		return nil, resp, err
+	}
 	rec.Issued = true
 	b.settleLease(rec, time.Now())
 	if err := putRecord(ctx, s, rec); err != nil {

@@ -331,16 +331,10 @@ func (b *datadogBackend) allGone(ctx context.Context, sess *session, objects []d
 		}
 	}
 	gone := make([]bool, len(objects))
-	var wg sync.WaitGroup
-	for i, o := range objects {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			exists, err := sess.client.Exists(ctx, o)
-			gone[i] = err == nil && !exists
-		}()
-	}
-	wg.Wait()
+	inParallel(len(objects), func(i int) {
+		exists, err := sess.client.Exists(ctx, objects[i])
+		gone[i] = err == nil && !exists
+	})
 	return !slices.Contains(gone, false)
 }
 

@@ -271,15 +271,9 @@ func (b *datadogBackend) checkServiceAccounts(ctx context.Context, s logical.Sto
 	// role's order is the answer.
 	msgs := make([]string, len(role.ServiceAccountIDs))
 	errs := make([]error, len(role.ServiceAccountIDs))
-	var wg sync.WaitGroup
-	for i, id := range role.ServiceAccountIDs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			msgs[i], errs[i] = b.checkServiceAccount(ctx, s, "service_account_ids", id)
-		}()
-	}
-	wg.Wait()
+	inParallel(len(role.ServiceAccountIDs), func(i int) {
+		msgs[i], errs[i] = b.checkServiceAccount(ctx, s, "service_account_ids", role.ServiceAccountIDs[i])
+	})
 	for i := range msgs {
 		if msgs[i] != "" || errs[i] != nil {
 			return msgs[i], errs[i]

@@ -432,3 +432,19 @@ func (c *datadogConfig) apiKeyReserve() int {
 	}
 	return *c.APIKeyReserve
 }
+
+// joinShared waits for the shared API key a creds request got while its
+// own keys were being created, and names it in the record: the lease ends
+// by the key's end.
+func (b *datadogBackend) joinShared(rec *credentialRecord) (*logical.Response, error) {
+	if rec.terms == nil || rec.terms.shared == nil || rec.SharedAPIKey != "" {
+		return nil, nil
+	}
+	k, resp, err := rec.terms.shared()
+	if resp != nil || err != nil {
+		return resp, err
+	}
+	rec.SharedAPIKey = k.rec.ID
+	rec.terms.keyEnds = k.rec.LeaseEnds
+	return nil, nil
+}

@@ -127,7 +127,15 @@ func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 // the same size), so that the lease Vault stores is as large as the
 // engine's and the two differ only by what the engine does.
 func (b *backend) read(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := "vault-" + d.Get("name").(string) + "-token-1700000000-0123abcd" + strings.Repeat("x", 16)
+	resp := b.Secret(secretType).Response(engineShaped(d.Get("name").(string)))
+	resp.Secret.TTL = time.Hour
+	return resp, nil
+}
+
+// engineShaped is a creds response and internal data of the engine's
+// shape and size.
+func engineShaped(role string) (map[string]interface{}, map[string]interface{}) {
+	name := "vault-" + role + "-token-1700000000-0123abcd01234567" + strings.Repeat("x", 16)
 	data := map[string]interface{}{
 		"name":               name,
 		"site":               "datadoghq.com",
@@ -137,7 +145,7 @@ func (b *backend) read(_ context.Context, _ *logical.Request, d *framework.Field
 		"scopes":             []string{"dashboards_read", "monitors_read"},
 	}
 	internal := map[string]interface{}{
-		"role":   d.Get("name").(string),
+		"role":   role,
 		"record": strings.Repeat("r", 16),
 		"objects": []map[string]interface{}{{
 			"kind": "application_key", "id": "00000000-0000-0000-0000-000000000000", "name": name,
@@ -147,9 +155,7 @@ func (b *backend) read(_ context.Context, _ *logical.Request, d *framework.Field
 		"binding":    map[string]interface{}{"credential_type": "application_key", "scopes": []string{"dashboards_read", "monitors_read"}},
 		"lease_ends": time.Now().Add(time.Hour).Format(time.RFC3339Nano),
 	}
-	resp := b.Secret(secretType).Response(data, internal)
-	resp.Secret.TTL = time.Hour
-	return resp, nil
+	return data, internal
 }
 
 // configure keeps the Datadog the crash-safe floor talks to, in memory:
@@ -206,9 +212,12 @@ func (b *backend) safeRead(ctx context.Context, req *logical.Request, d *framewo
 	if err := req.Storage.Put(ctx, &logical.StorageEntry{Key: "records/" + id, Value: []byte(name + " " + key.GetId())}); err != nil {
 		return nil, err
 	}
-	resp := b.Secret(safeSecretType).Response(map[string]interface{}{
-		"name": name, "application_key": attributes.GetKey(), "application_key_id": key.GetId(),
-	}, map[string]interface{}{"record": id, "key_id": key.GetId()})
+	// The answer has the engine's shape and size, so that the lease Vault
+	// stores is as large as the engine's.
+	data, internal := engineShaped(d.Get("name").(string))
+	data["name"], data["application_key"], data["application_key_id"] = name, attributes.GetKey(), key.GetId()
+	internal["record"], internal["key_id"] = id, key.GetId()
+	resp := b.Secret(safeSecretType).Response(data, internal)
 	resp.Secret.TTL = time.Hour
 	return resp, nil
 }
