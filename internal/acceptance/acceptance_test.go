@@ -57,11 +57,11 @@ func TestRedactorReplacesSecretsIDsAndNamesConsistently(t *testing.T) {
 		t.Errorf("the application key header became %q", got)
 	}
 	u, _ := url.Parse("http://127.0.0.1:1234/api/v2/service_accounts/" + userID + "/access_tokens/" + keyID +
-		"?filter=vault-acc-abc123-&page%5Bsize%5D=100&filter%5Bowned_by%5D=" + userID + "&filter%5Bother%5D=secret-team-name")
+		"?filter=vault-acc-abc123-&page%5Bsize%5D=100&filter%5Bowned_by%5D=" + userID + "&filter%5Bother%5D=secret-team-name&include=")
 	got := r.URL(u, "https://api.datadoghq.com")
 	want := "https://api.datadoghq.com/api/v2/service_accounts/" + userPlaceholder + "/access_tokens/" + r.ID(keyID) + "?"
 	if !strings.HasPrefix(got, want) || !strings.Contains(got, "filter=vault-acc-abc123-") || !strings.Contains(got, "page%5Bsize%5D=100") ||
-		strings.Contains(got, "secret-team-name") || !strings.Contains(got, "filter%5Bowned_by%5D="+userPlaceholder) {
+		strings.Contains(got, "secret-team-name") || !strings.Contains(got, "include=") || !strings.Contains(got, "filter%5Bowned_by%5D="+userPlaceholder) {
 		t.Errorf("the URL became %s", got)
 	}
 	for _, s := range []string{apiKey, appKey, token} {

@@ -286,6 +286,9 @@ var (
 // the engine's markers and name prefixes; filters on anything else are
 // replaced.
 func (r *redactor) queryValue(key, v string) string {
+	if v == "" {
+		return v
+	}
 	scrubbed := r.scrub(v)
 	switch {
 	case cassette.IsPlaceholder(scrubbed), r.ours(scrubbed), reSwitch.MatchString(scrubbed):
