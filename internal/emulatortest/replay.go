@@ -105,9 +105,9 @@ func ReplayRecording(t testing.TB, dir string) ReplayStats {
 			t.Errorf("%s: %v", where, err)
 			continue
 		}
-		target := b.replace(u.EscapedPath())
+		target := b.replaceEscaped(u.EscapedPath(), url.PathEscape)
 		if u.RawQuery != "" {
-			target += "?" + b.replace(u.RawQuery)
+			target += "?" + b.replaceEscaped(u.RawQuery, url.QueryEscape)
 		}
 		r, err := http.NewRequest(req.Method, srv.URL+target, strings.NewReader(b.replace(req.Body)))
 		if err != nil {
@@ -174,9 +174,15 @@ func (b bindings) bind(placeholder, value string) {
 }
 
 func (b bindings) replace(s string) string {
+	return b.replaceEscaped(s, func(v string) string { return v })
+}
+
+// replaceEscaped replaces placeholders with their values, escaped for
+// where they go (a URL's path or query).
+func (b bindings) replaceEscaped(s string, escape func(string) string) string {
 	return cassette.ReplacePlaceholders(s, func(p string) (string, bool) {
 		v, ok := b[p]
-		return v, ok
+		return escape(v), ok
 	})
 }
 
