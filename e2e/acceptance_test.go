@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -479,8 +480,8 @@ func TestAcceptanceInterrupted(t *testing.T) {
 }
 
 // TestAcceptanceKilledThenSwept: a run killed outright (SIGKILL) leaves
-// its objects; make acceptance-sweep RUN=<prefix> (the command's sweep)
-// deletes them all, and nothing else.
+// its objects; make acceptance-sweep RUN=<prefix> deletes them all (the
+// root key of a rotation too, through the run's journal), and nothing else.
 func TestAcceptanceKilledThenSwept(t *testing.T) {
 	t.Parallel()
 	org := newOrganisation(t)
@@ -508,8 +509,9 @@ func TestAcceptanceKilledThenSwept(t *testing.T) {
 	}
 	org.requireRunObjects(t, prefix)
 
-	sweep := exec.Command(acceptanceBinary(t), "sweep", "-run", prefix, "-state-dir", r.stateDir)
-	sweep.Env = r.env
+	// As a user would: make acceptance-sweep, with the variables of the run.
+	sweep := exec.Command("make", "-s", "-C", "..", "acceptance-sweep", "RUN="+prefix)
+	sweep.Env = append(slices.Clone(r.env), "ACCEPTANCE_STATE_DIR="+r.stateDir)
 	out, err := sweep.CombinedOutput()
 	if err != nil {
 		t.Fatalf("the sweep failed: %v\n%s", err, redactSecrets(string(out)))

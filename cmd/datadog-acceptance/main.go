@@ -35,7 +35,12 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
+// defaultStateDir is $ACCEPTANCE_STATE_DIR, or the user's cache
+// directory.
 func defaultStateDir() string {
+	if dir := os.Getenv("ACCEPTANCE_STATE_DIR"); dir != "" {
+		return dir
+	}
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		dir = os.TempDir()
@@ -59,7 +64,7 @@ func run(args []string) int {
 	fs.StringVar(&opts.VaultBin, "vault", os.Getenv("VAULT_BIN"), "the vault binary (default $VAULT_BIN; make acceptance finds or builds one)")
 	fs.StringVar(&opts.Plugin, "plugin", filepath.Join("bin", "plugins", "vault-plugin-secrets-datadog"), "the plugin binary (make build)")
 	fs.StringVar(&opts.PluginVersion, "plugin-version", "v0.1.0-dev", "the version the plugin was built with")
-	fs.StringVar(&opts.StateDir, "state-dir", defaultStateDir(), "where runs keep their journals, for acceptance-sweep")
+	fs.StringVar(&opts.StateDir, "state-dir", defaultStateDir(), "where runs keep their journals, for acceptance-sweep (default $ACCEPTANCE_STATE_DIR, or the user's cache directory)")
 	fs.StringVar(&opts.WorkDir, "work-dir", "", "Vault's directory (default: a temporary one, removed after a clean run)")
 	only := fs.String("only", "", "run only these scenarios (comma-separated names, or prefixes such as creds/); the config scenarios always run")
 	skip := fs.String("skip", "", "skip these scenarios (as -only)")
