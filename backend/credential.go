@@ -89,9 +89,10 @@ func (k credentialKind) responseFields() map[string]*framework.FieldSchema {
 		fields["application_key_id"] = str("ID of the application key in Datadog; application_key and service_account_application_key.")
 	}
 	if k.withAPIKey || !k.scoped {
-		fields["api_key"] = str("Datadog API key (DD_API_KEY): a new one for api_key roles and for application keys with " +
-			"api_key_mode dynamic, the engine's own with api_key_mode static, absent with api_key_mode none.")
-		fields["api_key_id"] = str("ID of the API key in Datadog, when the lease owns it: api_key roles, and api_key_mode dynamic.")
+		fields["api_key"] = str("Datadog API key (DD_API_KEY): with api_key_mode shared (the default) the role's key of the " +
+			"current window, held by every lease of the window; with dynamic a new one of the lease's own; the engine's own " +
+			"with api_key_mode static; absent with api_key_mode none.")
+		fields["api_key_id"] = str("ID of the API key in Datadog: api_key roles, and application key roles with api_key_mode shared or dynamic.")
 	}
 	if k.scoped {
 		fields["scopes"] = &framework.FieldSchema{Type: framework.TypeCommaStringSlice,

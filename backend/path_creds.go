@@ -446,7 +446,9 @@ const pathCredsHelpSyn = `Issue a new Datadog credential for a role.`
 const pathCredsHelpDesc = `
 Each read creates a new Datadog credential of the role's credential_type and
 returns it once, with a lease of the role's ttl and max_ttl; it is deleted in
-Datadog when the lease is revoked or expires.
+Datadog when the lease is revoked or expires. A role's shared API key
+(api_key_mode shared) is made once per api_key_rotation window and deleted
+when the last lease holding it ends.
 
 A write (or a read with parameters) may narrow the credential: scopes, a
 subset of the role's scopes (any Datadog permission names for an unscoped
@@ -472,9 +474,11 @@ shortened for it, which happens more as the root ages).
 Returned fields, by credential_type:
   application_key, service_account_application_key:
     application_key, application_key_id and scopes (DD_APP_KEY); with
-    api_key_mode dynamic, api_key and api_key_id (a new API key, DD_API_KEY);
-    with static, api_key alone (config's own api_key; refused when config
-    has none); with none, neither.
+    api_key_mode shared (the default), api_key and api_key_id (the role's API
+    key of the current window, the same for every lease of the window,
+    DD_API_KEY); with dynamic, a new API key of the lease's own; with static,
+    api_key alone (config's own api_key; refused when config has none); with
+    none, neither.
     service_account_id for the latter: the role's, or with
     service_account_ids the one that holds the fewest keys.
   personal_access_token, service_access_token:
@@ -483,7 +487,9 @@ Returned fields, by credential_type:
     expires_at (when Datadog itself expires the token); service_account_id
     for the latter.
   api_key:
-    api_key and api_key_id alone (DD_API_KEY), for Agents and intake.
+    api_key and api_key_id alone (DD_API_KEY), for Agents and intake: the
+    role's key of the current window (api_key_mode shared, the default), or
+    one of the lease's own (dynamic).
 Every kind also returns name (the credential's name in Datadog), site
 (DD_SITE) and api_url.
 `
