@@ -477,6 +477,9 @@ func TestAcceptanceInterrupted(t *testing.T) {
 		t.Errorf("the interrupted run's table does not say it cleaned up\n%s", r.output())
 	}
 	org.requireClean(t, prefix)
+	if entries, _ := os.ReadDir(r.stateDir); len(entries) != 0 {
+		t.Errorf("the run cleaned up, but left its journal for a sweep: %v", entries)
+	}
 }
 
 // TestAcceptanceKilledThenSwept: a run killed outright (SIGKILL) leaves
