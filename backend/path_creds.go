@@ -349,7 +349,7 @@ func (b *datadogBackend) abandon(ctx context.Context, s logical.Storage, sess *s
 	wg.Wait()
 
 	if settled && len(errs) == 0 {
-		if err := b.deleteRecord(ctx, s, rec.ID); err != nil {
+		if err := b.dropRecord(ctx, s, rec.ID); err != nil {
 			b.Logger().Warn("the keys of a failed creds request are deleted, but not its write-ahead log entry; the rollback will remove it", "record", rec.ID, "error", err)
 		}
 		return

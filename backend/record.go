@@ -118,6 +118,13 @@ func (b *datadogBackend) deleteRecord(ctx context.Context, s logical.Storage, id
 	if err := b.releaseSharedKey(ctx, s, id); err != nil {
 		return err
 	}
+	return b.dropRecord(ctx, s, id)
+}
+
+// dropRecord removes a record and nothing else: a creds request that
+// abandons an attempt may try again (a pool's next service account) and
+// still holds the shared API key it got; it lets go when it gives up.
+func (b *datadogBackend) dropRecord(ctx context.Context, s logical.Storage, id string) error {
 	b.forgetIssued(id)
 	lock := b.recordLock(id)
 	lock.Lock()

@@ -391,3 +391,34 @@ func TestDynamicAPIKeysStopShortOfTheCap(t *testing.T) {
 		t.Errorf("the organisation held %d API keys, past its cap less the reserve", peak)
 	}
 }
+
+// A pool's request whose first service account Datadog refuses at its
+// limit tries the next one: the role's shared API key it got meanwhile is
+// still held, and works, when the lease is issued.
+func TestSharedAPIKeyHeldAcrossAPoolsRetry(t *testing.T) {
+	env, sas := poolEnv(t, 3, 2)
+	a, b := sas[0], sas[1]
+	env.writeRole(t, "p", map[string]interface{}{"credential_type": "service_account_application_key", "scopes": "dashboards_read",
+		"service_account_ids": a + "," + b})
+	for range 3 {
+		env.serviceAccountAppKey(t, a) // full behind the engine's back
+	}
+	// The refusal comes once the shared API key is got.
+	if _, err := env.emu.AddFault(emulator.Fault{Operation: "CreateServiceAccountApplicationKey", Action: emulator.FaultLatency,
+		Latency: 300 * time.Millisecond, Times: 1}); err != nil {
+		t.Fatal(err)
+	}
+	creds := env.mustDo(t, logical.ReadOperation, "creds/p", nil)
+	if creds.Data["service_account_id"] != b {
+		t.Fatalf("the key went to %v, want %s", creds.Data["service_account_id"], b)
+	}
+	if !env.keysWork(t, creds.Data["api_key"].(string), creds.Data["application_key"].(string)) {
+		t.Fatal("the lease issued after the pool's retry holds a deleted shared API key")
+	}
+	if _, err := env.revoke(t, creds); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(env.engineAPIKeys()); n != 0 {
+		t.Errorf("%d API keys left", n)
+	}
+}
