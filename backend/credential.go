@@ -237,15 +237,16 @@ func (b *datadogBackend) revokeCredential(ctx context.Context, req *logical.Requ
 	// trip. An error makes Vault keep the lease and retry the revocation
 	// later, which deletes what is left.
 	id, _ := req.Secret.InternalData["record"].(string)
-	released := make(chan error, 1)
-	go func() {
-		if id == "" || sharedKeyID(req.Secret) == "" {
-			released <- nil
-			return
+	var deleteErr, releaseErr error
+	inParallel(2, func(i int) {
+		switch {
+		case i == 0:
+			deleteErr = b.deleteObjects(ctx, sess, objects, time.Time{})
+		case id != "" && sharedKeyID(req.Secret) != "":
+			releaseErr = b.releaseSharedKey(ctx, req.Storage, id)
 		}
-		released <- b.releaseSharedKey(ctx, req.Storage, id)
-	}()
-	if err := errors.Join(b.deleteObjects(ctx, sess, objects, time.Time{}), <-released); err != nil {
+	})
+	if err := errors.Join(deleteErr, releaseErr); err != nil {
 		return nil, err
 	}
 	if id != "" {

@@ -457,27 +457,6 @@ func (c *datadogClient) ApplicationKeyCount(ctx context.Context, owner string) (
 	return int(*total), int(meta.GetMaxAllowedPerUser()), nil
 }
 
-// APIKeyCount reads the organisation's API key count and cap from one
-// listing page's meta.
-func (c *datadogClient) APIKeyCount(ctx context.Context) (int, int, error) {
-	var out datadogV2.APIKeysResponse
-	err := c.call(ctx, "API key count", true, func(ctx context.Context) (resp *http.Response, err error) {
-		opts := datadogV2.NewListAPIKeysOptionalParameters().WithPageSize(1)
-		out, resp, err = c.keys.ListAPIKeys(ctx, *opts)
-		return resp, err
-	})
-	if err != nil {
-		return 0, 0, err
-	}
-	meta := out.GetMeta()
-	page := meta.GetPage()
-	total, ok := page.GetTotalFilteredCountOk()
-	if !ok || total == nil {
-		return 0, 0, errors.New("Datadog API key count: the answer had no meta.page.total_filtered_count")
-	}
-	return int(*total), int(meta.GetMaxAllowed()), nil
-}
-
 // bindingFor is what a lease of the role holds: the role's binding, with
 // the service account that owns the lease's credential.
 func (r *datadogRole) bindingFor(owner string) roleBinding {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/DataDog/datadog-api-client-go/v2/api/datadogV2"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -407,6 +408,27 @@ func (b *datadogBackend) checkAPIKeyRoom(ctx context.Context, sess *session, rol
 		"(meta.max_allowed), and config keeps %d free for people (api_key_reserve); no key was created. Use api_key_mode=shared, "+
 		"which hands one API key per rotation window to every lease of the role, revoke unused leases, or ask Datadog support to raise the cap",
 		roleName, total, limit, reserve), nil
+}
+
+// APIKeyCount reads the organisation's API key count and cap from one
+// listing page's meta.
+func (c *datadogClient) APIKeyCount(ctx context.Context) (int, int, error) {
+	var out datadogV2.APIKeysResponse
+	err := c.call(ctx, "API key count", true, func(ctx context.Context) (resp *http.Response, err error) {
+		opts := datadogV2.NewListAPIKeysOptionalParameters().WithPageSize(1)
+		out, resp, err = c.keys.ListAPIKeys(ctx, *opts)
+		return resp, err
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	meta := out.GetMeta()
+	page := meta.GetPage()
+	total, ok := page.GetTotalFilteredCountOk()
+	if !ok || total == nil {
+		return 0, 0, errors.New("Datadog API key count: the answer had no meta.page.total_filtered_count")
+	}
+	return int(*total), int(meta.GetMaxAllowed()), nil
 }
 
 func (r *datadogRole) apiKeyRotation() time.Duration {

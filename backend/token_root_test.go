@@ -143,6 +143,9 @@ func TestTokenRootScopesBoundTokenCredentials(t *testing.T) {
 		"credential_type": "service_access_token", "service_account_id": sa, "scopes": "dashboards_read,logs_read_data",
 	})
 	wantUserError(t, resp, err, "scopes logs_read_data", "not among the scopes of the engine's root access token")
+	if n := env.emu.Requests() - calls; n != 0 {
+		t.Errorf("the refused role write made %d Datadog calls", n)
+	}
 
 	// A narrower root: the role's full grant is refused, a narrowed
 	// request within the root is served.

@@ -3,13 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -19,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/hostutil"
 )
 
 const (
@@ -120,7 +118,7 @@ func startVault(workDir string) (*vaultServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	token := randomHex(16)
+	token := hostutil.RandomHex(16)
 	v := &vaultServer{
 		bin:     bin,
 		addr:    fmt.Sprintf("http://127.0.0.1:%d", port),
@@ -202,22 +200,7 @@ func buildPlugin(dir string) (string, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building the plugin: %w\n%s", err, out)
 	}
-	return fileSHA256(path)
-}
-
-// fileSHA256 is the SHA-256 of a file in hex, as sha256sum prints it and
-// `vault plugin register -sha256` takes it.
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hostutil.FileSHA256(path)
 }
 
 // freePort asks the kernel for a loopback port that is free right now.
@@ -228,12 +211,6 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // launch starts the vault binary with args as this server's process, its

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/hostutil"
 )
 
 // installConfig is the configuration of a server that the plugin is
@@ -202,7 +204,7 @@ func (s *installServer) runMake(t *testing.T, target string, vars ...string) str
 func (s *installServer) requireCatalogued(t *testing.T, client *api.Client, version string) string {
 	t.Helper()
 	command := pluginName + "-" + version
-	want, err := fileSHA256(filepath.Join(s.pluginDir, command))
+	want, err := hostutil.FileSHA256(filepath.Join(s.pluginDir, command))
 	if err != nil {
 		t.Fatalf("the plugin directory has no %s: %v", command, err)
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/hostutil"
 )
 
 // TestReleaseInstallAndUpgrade installs the engine from release archives as
@@ -98,7 +100,7 @@ func (s *installServer) installRelease(t *testing.T, client *api.Client, dist, v
 	archive := filepath.Join(dist, platform+".zip")
 
 	// sha256sum -c --ignore-missing <prefix>SHA256SUMS
-	got, err := fileSHA256(archive)
+	got, err := hostutil.FileSHA256(archive)
 	if err != nil {
 		t.Fatal(err)
 	}

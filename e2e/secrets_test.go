@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/hostutil"
 )
 
 // Every secret the suite configures or is issued, and every error message
@@ -263,7 +265,7 @@ func countPluginDebugLines(logPath string) (int, error) {
 // executables are not read.
 func TestSecretScanFindsAPlantedSecret(t *testing.T) {
 	t.Parallel()
-	inFile, inError, inSkipped := "ddapp_"+randomHex(17), randomHex(16), randomHex(16)
+	inFile, inError, inSkipped := "ddapp_"+hostutil.RandomHex(17), hostutil.RandomHex(16), hostutil.RandomHex(16)
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "node-2", "vault.log")
 	skipped := filepath.Join(dir, "plugins")

@@ -1,13 +1,7 @@
 package main
 
 import (
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/hostutil"
 )
 
 // server is one Vault server the benchmark runs, with its own directory
@@ -63,7 +59,7 @@ func startServer(kind, bin, dir, pluginDir string) (*server, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "home"), 0o700); err != nil {
 		return nil, err
 	}
-	port, err := freePortPair()
+	port, err := hostutil.FreePortPair()
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +68,7 @@ func startServer(kind, bin, dir, pluginDir string) (*server, error) {
 	var args []string
 	switch kind {
 	case "dev":
-		s.token = randomHex(16)
+		s.token = hostutil.RandomHex(16)
 		if err := os.WriteFile(configPath, []byte(devConfig), 0o600); err != nil {
 			return nil, err
 		}
@@ -211,51 +207,13 @@ func (s *server) client() (*api.Client, error) {
 // registerPlugin registers a secrets plugin of pluginDir in the catalog, as
 // an operator would: by checksum and version.
 func registerPlugin(client *api.Client, pluginDir, name, version string, env []string) error {
-	sum, err := sha256File(filepath.Join(pluginDir, name))
+	sum, err := hostutil.FileSHA256(filepath.Join(pluginDir, name))
 	if err != nil {
 		return err
 	}
 	return client.Sys().RegisterPlugin(&api.RegisterPluginInput{
 		Name: name, Type: api.PluginTypeSecrets, Command: name, SHA256: sum, Version: version, Env: env,
 	})
-}
-
-func sha256File(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// freePortPair finds a loopback port that is free together with the next
-// one: Vault's cluster listener takes port+1.
-func freePortPair() (int, error) {
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		next, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+1))
-		ln.Close()
-		if err == nil {
-			next.Close()
-			return port, nil
-		}
-	}
-	return 0, errors.New("no free pair of loopback ports")
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // cleanEnv is the environment without VAULT_* settings.

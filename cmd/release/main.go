@@ -21,8 +21,6 @@ import (
 	"archive/zip"
 	"bufio"
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,6 +34,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/hostutil"
 )
 
 const (
@@ -160,7 +160,7 @@ func release(opts options) ([]artifact, error) {
 		if err := build(opts.root, opts.version, goos, goarch, bin); err != nil {
 			return nil, err
 		}
-		sum, err := fileSHA256(bin)
+		sum, err := hostutil.FileSHA256(bin)
 		if err != nil {
 			return nil, err
 		}
@@ -368,19 +368,6 @@ func describe(dir, name string) (artifact, error) {
 	if err != nil {
 		return artifact{}, err
 	}
-	sum, err := fileSHA256(path)
+	sum, err := hostutil.FileSHA256(path)
 	return artifact{name: name, size: info.Size(), sha256: sum}, err
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

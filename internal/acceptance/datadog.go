@@ -284,11 +284,6 @@ func (d *dd) createSAT(ctx context.Context, c creds, sa, name string, scopes []s
 	return data.GetId(), attrsOut.GetKey(), answerOf(resp, err)
 }
 
-func (d *dd) revokeSAT(ctx context.Context, c creds, sa, id string) answer {
-	resp, err := d.normal.sa.RevokeServiceAccountAccessToken(d.ctx(ctx, c), sa, id)
-	return answerOf(resp, err)
-}
-
 // tokenInfo is what a listing says of an access token.
 type tokenInfo struct {
 	ID, Name, PublicPortion string

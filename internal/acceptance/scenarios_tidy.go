@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/hostutil"
 )
 
 // --- tidy ---
@@ -103,7 +105,7 @@ func (s *suite) runTidy(ctx context.Context, data map[string]any) (map[string]an
 
 func randomBase32(n int) string {
 	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
-	b := []byte(randomHex(n))
+	b := []byte(hostutil.RandomHex(n))
 	for i := range b {
 		b[i] = alphabet[int(b[i])%len(alphabet)]
 	}

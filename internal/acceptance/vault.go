@@ -2,13 +2,8 @@ package acceptance
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/vault-plugin-secrets-datadog/vault-plugin-secrets-datadog/internal/hostutil"
 )
 
 const pluginName = "vault-plugin-secrets-datadog"
@@ -44,11 +41,11 @@ func startVault(ctx context.Context, bin, plugin, version, dir string) (*vaultSe
 	if err := copyFile(plugin, filepath.Join(pluginDir, pluginName), 0o755); err != nil {
 		return nil, fmt.Errorf("copying the plugin: %w", err)
 	}
-	port, err := freePortPair()
+	port, err := hostutil.FreePortPair()
 	if err != nil {
 		return nil, err
 	}
-	v := &vaultServer{bin: bin, dir: dir, addr: fmt.Sprintf("http://127.0.0.1:%d", port), token: randomHex(16),
+	v := &vaultServer{bin: bin, dir: dir, addr: fmt.Sprintf("http://127.0.0.1:%d", port), token: hostutil.RandomHex(16),
 		logPath: filepath.Join(dir, "vault.log"), exited: make(chan struct{})}
 	logFile, err := os.OpenFile(v.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -92,7 +89,7 @@ func startVault(ctx context.Context, bin, plugin, version, dir string) (*vaultSe
 			return v, fmt.Errorf("vault at %s not ready after 2m: %v (see %s)", v.addr, err, v.logPath)
 		}
 	}
-	sum, err := fileSHA256(filepath.Join(pluginDir, pluginName))
+	sum, err := hostutil.FileSHA256(filepath.Join(pluginDir, pluginName))
 	if err != nil {
 		return v, err
 	}
@@ -140,19 +137,6 @@ func (v *vaultServer) stop() {
 	}
 }
 
-// logTail returns the last lines of Vault's log.
-func (v *vaultServer) logTail(lines int) string {
-	data, err := os.ReadFile(v.logPath)
-	if err != nil {
-		return ""
-	}
-	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return strings.Join(all, "\n")
-}
-
 func copyFile(from, to string, mode os.FileMode) error {
 	in, err := os.Open(from)
 	if err != nil {
@@ -168,44 +152,6 @@ func copyFile(from, to string, mode os.FileMode) error {
 		return err
 	}
 	return out.Close()
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// freePortPair finds a loopback port free together with the next one:
-// a dev server's cluster listener takes port+1.
-func freePortPair() (int, error) {
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		next, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+1))
-		ln.Close()
-		if err == nil {
-			next.Close()
-			return port, nil
-		}
-	}
-	return 0, errors.New("no free pair of loopback ports")
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // envWithout is the environment without the variables of some prefixes.
